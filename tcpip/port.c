@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * port.c - the platform half of the lwIP port: the stack lock and its
+ * core-locked assertion, lwIP's one-time initialisation, the err_t -> errno
+ * map, diagnostics, randomness and the TCP initial sequence number hook.
+ * Time and timers live in timers.c, behind the timer seam.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "lwip/init.h"
+#include "lwip/sys.h"
+#include "tcpip.h"
+#include "tcpip_hooks.h"
+
+static pthread_mutex_t stack_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Whether this thread holds stack_lock: for LWIP_ASSERT_CORE_LOCKED. */
+static _Thread_local bool lock_held;
+
+void tcpip_lock(void)
+{
+	pthread_mutex_lock(&stack_lock);
+	lock_held = true;
+}
+
+void tcpip_unlock(void)
+{
+	lock_held = false;
+	pthread_mutex_unlock(&stack_lock);
+}
+
+bool tcpip_locked_by_me(void)
+{
+	return lock_held;
+}
+
+int tcpip_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+	int err;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	err = pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
+	return -err;
+}
+
+int tcpip_cond_wait(pthread_cond_t *cond, const struct timespec *deadline)
+{
+	int err;
+
+	lock_held = false;
+	if (deadline)
+		err = pthread_cond_timedwait(cond, &stack_lock, deadline);
+	else
+		err = pthread_cond_wait(cond, &stack_lock);
+	lock_held = true;
+	return err == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+void tcpip_assert_core_locked(void)
+{
+	if (!lock_held)
+		tcpip_assert_fail("lwIP called without the stack lock", __FILE__, __LINE__);
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init_lwip(void)
+{
+	bool held = lock_held;
+
+	/* lwip_init() asserts the core lock in places. */
+	if (!held)
+		tcpip_lock();
+	lwip_init();
+	if (!held)
+		tcpip_unlock();
+}
+
+void tcpip_init(void)
+{
+	pthread_once(&init_once, init_lwip);
+}
+
+int tcpip_err_to_errno(err_t err)
+{
+	switch (err) {
+	case ERR_OK: return 0;
+	case ERR_MEM: return -ENOMEM;
+	case ERR_BUF: return -ENOBUFS;
+	case ERR_TIMEOUT: return -ETIMEDOUT;
+	case ERR_RTE: return -ENETUNREACH;
+	case ERR_INPROGRESS: return -EINPROGRESS;
+	case ERR_VAL: return -EINVAL;
+	case ERR_WOULDBLOCK: return -EWOULDBLOCK;
+	case ERR_USE: return -EADDRINUSE;
+	case ERR_ALREADY: return -EALREADY;
+	case ERR_ISCONN: return -EISCONN;
+	case ERR_CONN: return -ENOTCONN;
+	case ERR_IF: return -ENETDOWN;
+	case ERR_ABRT: return -ECONNABORTED;
+	case ERR_RST: return -ECONNRESET;
+	case ERR_CLSD: return -ENOTCONN;
+	case ERR_ARG: return -EINVAL;
+	}
+	return -EIO;
+}
+
+void tcpip_diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("netstack: lwip: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+void tcpip_assert_fail(const char *msg, const char *file, int line)
+{
+	fprintf(stderr, "netstack: internal error: %s (%s:%d)\n", msg, file, line);
+	abort();
+}
+
+/* xoshiro128** seeded from getrandom(): fast, and good enough for ports
+ * and IDs. Sequence numbers use the keyed hash below. */
+static uint32_t rng_state[4];
+static bool rng_seeded;
+
+static uint32_t rotl32(uint32_t x, int k)
+{
+	return (x << k) | (x >> (32 - k));
+}
+
+static void fill_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = getrandom(p, len, 0);
+
+		if (n <= 0)
+			continue;	/* EINTR; getrandom never fails otherwise once seeded */
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+uint32_t tcpip_random(void)
+{
+	uint32_t result, t;
+
+	if (!rng_seeded) {
+		do
+			fill_random(rng_state, sizeof(rng_state));
+		while (!(rng_state[0] | rng_state[1] | rng_state[2] | rng_state[3]));
+		rng_seeded = true;
+	}
+	result = rotl32(rng_state[1] * 5, 7) * 9;
+	t = rng_state[1] << 9;
+	rng_state[2] ^= rng_state[0];
+	rng_state[3] ^= rng_state[1];
+	rng_state[1] ^= rng_state[2];
+	rng_state[0] ^= rng_state[3];
+	rng_state[2] ^= t;
+	rng_state[3] = rotl32(rng_state[3], 11);
+	return result;
+}
+
+/*
+ * RFC 6528 initial sequence numbers: a keyed hash of the connection's
+ * addresses and ports plus a 4-microsecond clock, so a peer can neither
+ * guess another connection's ISN nor see it go backwards for its own.
+ * The hash is SipHash-2-4's round function over a per-process key.
+ */
+static uint64_t isn_key[2];
+static bool isn_keyed;
+
+#define SIPROUND(v0, v1, v2, v3) do { \
+	v0 += v1; v1 = (v1 << 13) | (v1 >> 51); v1 ^= v0; v0 = (v0 << 32) | (v0 >> 32); \
+	v2 += v3; v3 = (v3 << 16) | (v3 >> 48); v3 ^= v2; \
+	v0 += v3; v3 = (v3 << 21) | (v3 >> 43); v3 ^= v0; \
+	v2 += v1; v1 = (v1 << 17) | (v1 >> 47); v1 ^= v2; v2 = (v2 << 32) | (v2 >> 32); \
+} while (0)
+
+static uint64_t siphash(const uint64_t *words, size_t n)
+{
+	uint64_t v0 = 0x736f6d6570736575ULL ^ isn_key[0];
+	uint64_t v1 = 0x646f72616e646f6dULL ^ isn_key[1];
+	uint64_t v2 = 0x6c7967656e657261ULL ^ isn_key[0];
+	uint64_t v3 = 0x7465646279746573ULL ^ isn_key[1];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		v3 ^= words[i];
+		SIPROUND(v0, v1, v2, v3);
+		SIPROUND(v0, v1, v2, v3);
+		v0 ^= words[i];
+	}
+	v2 ^= 0xff;
+	for (i = 0; i < 4; i++)
+		SIPROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The address bytes alone: ip_addr_t may carry padding. */
+static void addr_bytes(const ip_addr_t *ip, uint64_t *out)
+{
+	if (IP_IS_V6(ip))
+		memcpy(out, ip_2_ip6(ip)->addr, 16);
+	else
+		memcpy(out, &ip_2_ip4(ip)->addr, 4);
+}
+
+u32_t tcpip_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port,
+			 const ip_addr_t *remote_ip, u16_t remote_port)
+{
+	uint64_t words[5] = { 0 };
+
+	if (!isn_keyed) {
+		fill_random(isn_key, sizeof(isn_key));
+		isn_keyed = true;
+	}
+	addr_bytes(local_ip, words);
+	addr_bytes(remote_ip, &words[2]);
+	words[4] = ((uint64_t)local_port << 16) | remote_port;
+	/* sys_now() is in milliseconds; RFC 6528's clock ticks every 4 us. */
+	return (u32_t)siphash(words, 5) + (u32_t)sys_now() * 250u;
+}

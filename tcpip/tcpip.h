@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tcpip.h - the lwIP port's interface to the rest of netstack: the one stack
+ * lock (lwIP is global, so is its lock), lwIP's initialisation, the timer
+ * seam, the route table that lwIP's routing hooks consult, errno mapping,
+ * sockaddr conversion, and the transport endpoints (endpoint.h).
+ *
+ * Who may call what: everything here except tcpip_lock()/tcpip_random()
+ * requires the stack lock. lwIP calls back (endpoint callbacks, hooks) only
+ * from inside lwIP calls, so callbacks run with the lock held too.
+ */
+#ifndef NETSTACK_TCPIP_H
+#define NETSTACK_TCPIP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "lwip/err.h"
+#include "lwip/ip_addr.h"
+#include "lwip/netif.h"
+
+/* --- the stack lock --- */
+
+void tcpip_lock(void);
+void tcpip_unlock(void);
+bool tcpip_locked_by_me(void);
+/**
+ * tcpip_cond_wait() - wait on @cond, releasing the stack lock meanwhile
+ * @cond: a condition variable created with tcpip_cond_init()
+ * @deadline: absolute CLOCK_MONOTONIC time, or NULL to wait forever
+ *
+ * Return: 0 when woken (maybe spuriously), -ETIMEDOUT at the deadline.
+ */
+int tcpip_cond_wait(pthread_cond_t *cond, const struct timespec *deadline);
+int tcpip_cond_init(pthread_cond_t *cond);
+
+/* --- lwIP --- */
+
+/* lwip_init() once per process; later calls do nothing. */
+void tcpip_init(void);
+/* Map an lwIP err_t to a negative errno (0 for ERR_OK). */
+int tcpip_err_to_errno(err_t err);
+
+/* --- the timer seam: every protocol timeout goes through these --- */
+
+/* Run every timer that is due. */
+void tcpip_timers_run(void);
+/* Milliseconds until the next timer is due; -1 when none is pending. */
+int tcpip_timers_next_ms(void);
+
+/* --- routes (gateway routes; connected subnets are lwIP's own) --- */
+
+struct tcpip_route {
+	ip_addr_t dst;		/* network address, host bits zero */
+	uint8_t len;		/* prefix length */
+	ip_addr_t gw;		/* IPADDR_TYPE_ANY-typed zero = on-link */
+	bool has_gw;
+	struct netif *netif;
+	unsigned metric;
+};
+
+int tcpip_route_add(const struct tcpip_route *r);
+int tcpip_route_del(const struct tcpip_route *r, bool any_netif);
+/* Remove every route through @netif (the NIC is going away). */
+void tcpip_route_flush_netif(struct netif *netif);
+/* Copy up to @cap routes, longest prefix first. Return: the total count. */
+size_t tcpip_route_list(struct tcpip_route *out, size_t cap);
+/* The best route for @dest (NULL if none). */
+const struct tcpip_route *tcpip_route_lookup(const ip_addr_t *dest);
+
+/* Zero the host bits of @a beyond @len. */
+void tcpip_addr_mask(ip_addr_t *a, unsigned len);
+/* Whether @a lies within @net/@len (same family). */
+bool tcpip_addr_in_prefix(const ip_addr_t *a, const ip_addr_t *net, unsigned len);
+
+#endif /* NETSTACK_TCPIP_H */
