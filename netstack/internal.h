@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - the stack object shared by the netstack/ sources: NICs, the
+ * socket table, the dispatcher's state and the helpers every API call uses
+ * to take and release the stack lock.
+ *
+ * Locking: the stack lock (tcpip_lock) guards everything in struct ns_stack
+ * and all of lwIP. The dispatcher holds it while it feeds a batch of frames
+ * to lwIP and runs timers, and releases it while it sleeps in epoll_wait.
+ */
+#ifndef NETSTACK_INTERNAL_H
+#define NETSTACK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lwip/netif.h"
+#include "netstack.h"
+#include "tap.h"
+#include "tcpip.h"
+#include "endpoint.h"
+
+#define NS_RX_BATCH 32
+#define NS_DEFAULT_MAX_SOCKETS 65536u
+
+struct ns_nic {
+	int id;
+	char name[NS_NIC_NAME_MAX];
+	struct netif netif;
+	struct ns_endpoint *ep;
+	struct ns_stack *stack;
+	bool up;
+	bool link_up;
+	int failed;		/* errno of an endpoint failure not yet handled */
+	uint8_t v4len;		/* prefix length of the IPv4 address */
+	uint8_t v6len[LWIP_IPV6_NUM_ADDRESSES];
+	uint64_t rx_frames, tx_frames, rx_bytes, tx_bytes, rx_malformed, tx_dropped;
+};
+
+struct ns_pollwait;
+
+/* One poll() call's interest in one socket. */
+struct ns_waitlink {
+	struct ns_waitlink *prev, *next;
+	struct ns_pollwait *w;
+};
+
+struct ns_sock {
+	int id;
+	struct ns_stack *stack;
+	struct tcpip_ep *ep;	/* NULL once closed */
+	pthread_cond_t cond;	/* blocked send/recv/accept/connect wait here */
+	struct ns_waitlink waiters; /* list head of poll() callers */
+	unsigned refs;		/* callers waiting on it; freed at 0 once closed */
+	bool closed;
+	bool nonblock;
+	int64_t rcvtimeo_ms, sndtimeo_ms; /* 0: no timeout */
+};
+
+struct ns_stack {
+	struct ns_stack_config cfg;
+	pthread_t thread;
+	bool running;
+	bool stopping;
+	bool sleeping;		/* the dispatcher is in epoll_wait */
+	uint64_t sleep_until;	/* sys_now() ms it wakes at; UINT64_MAX: no timer */
+	int epfd, wakefd, notifyfd;
+	bool notify_used, notify_dirty;
+
+	struct ns_nic **nics;
+	size_t nnics, nics_cap;
+	int next_nic_id;
+
+	struct ns_sock **socks;
+	unsigned nsocks_cap;	/* cfg.max_sockets */
+	unsigned sock_hint;
+
+	struct ns_stats stats;
+	struct tap_rxframe rx[NS_RX_BATCH];
+	uint8_t *rxbuf;
+};
+
+void ns_lock(struct ns_stack *s);
+/* Releases the lock; first wakes the dispatcher if a timer now falls due
+ * before it would wake, and signals the notify fd if readiness changed. */
+void ns_unlock(struct ns_stack *s);
+void ns_log(struct ns_stack *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* nic.c */
+struct ns_nic *ns_nic_find(struct ns_stack *s, int id);
+void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic);
+void ns_nic_handle_failure(struct ns_stack *s, struct ns_nic *nic);
+void ns_nic_destroy(struct ns_stack *s, struct ns_nic *nic);
+
+/* socket.c */
+void ns_socks_free_all(struct ns_stack *s);
+
+/* addr.c: conversions between the public and lwIP's address types */
+void ns_addr_to_ip(const struct ns_addr *a, ip_addr_t *ip);
+void ns_ip_to_addr(const ip_addr_t *ip, struct ns_addr *a);
+bool ns_prefix_valid(const struct ns_prefix *p);
+
+#endif /* NETSTACK_INTERNAL_H */

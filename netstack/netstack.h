@@ -1,0 +1,569 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netstack.h - the public API of libnetstack, a user-space TCP/IP stack for
+ * sandboxes built on lwIP. This is the only installed header: the stack
+ * object and its lifecycle, link endpoints (TAP, packet fd, in-memory
+ * channel), NICs, addresses, routes, and a BSD-like socket API with blocking,
+ * nonblocking and poll semantics.
+ *
+ * Theory of operation
+ * -------------------
+ * lwIP keeps global state, so one process hosts one stack: ns_stack_new()
+ * fails with -EBUSY while another stack exists. A started stack runs one
+ * dispatcher thread that waits on its link endpoints, a wakeup eventfd and
+ * the next protocol timer, feeds received frames to lwIP in batches and fires
+ * expired timers. Every function below may be called from any thread: each
+ * call takes the stack lock, works on lwIP, and releases it. Blocking calls
+ * (accept, connect, send, recv and their variants, ns_poll) wait on readiness
+ * with the lock released; nothing polls.
+ *
+ * Errors: every function returns 0 (or a non-negative value) on success and
+ * a negative errno on failure; errno itself is never written.
+ *
+ * Ownership: the creator frees. An endpoint belongs to its creator until
+ * ns_nic_add() succeeds; from then on the stack owns it and frees it with the
+ * NIC. Buffers passed in are only read (or written) for the duration of the
+ * call; nothing is retained.
+ */
+#ifndef NETSTACK_H
+#define NETSTACK_H
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(NS_BUILDING_LIBRARY)
+#define NS_EXPORT __attribute__((visibility("default")))
+#else
+#define NS_EXPORT
+#endif
+
+#define NS_VERSION_MAJOR 0
+#define NS_VERSION_MINOR 1
+
+struct ns_stack;
+struct ns_endpoint;
+
+/* ------------------------------------------------------------------ */
+/* Stack lifecycle                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Log levels, as syslog's. */
+enum ns_log_level {
+	NS_LOG_ERR = 3,
+	NS_LOG_WARNING = 4,
+	NS_LOG_INFO = 6,
+	NS_LOG_DEBUG = 7,
+};
+
+/**
+ * typedef ns_log_fn - where the stack's log lines go
+ * @arg: the config's log_arg
+ * @level: an enum ns_log_level
+ * @msg: one line without a newline; valid only during the call
+ *
+ * Called with the stack lock held: it must not call back into the stack.
+ */
+typedef void (*ns_log_fn)(void *arg, int level, const char *msg);
+
+struct ns_stack_config {
+	unsigned max_sockets;	/* socket table size; 0 = 65536 */
+	int log_level;		/* lines above this level are dropped; 0 = NS_LOG_INFO */
+	ns_log_fn log;		/* NULL = stderr, prefixed "netstack: " */
+	void *log_arg;
+};
+
+/**
+ * ns_stack_new() - create the process's stack
+ * @cfg: configuration, or NULL for defaults; copied
+ * @stackp: receives the stack
+ *
+ * Return: 0, -EBUSY if a stack already exists in this process, -EINVAL,
+ * -ENOMEM.
+ */
+NS_EXPORT int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp);
+
+/**
+ * ns_stack_start() - start the dispatcher thread
+ * @s: the stack
+ *
+ * NICs and sockets may be configured before or after start; frames are only
+ * read from the endpoints, and timers only fire, while the stack runs.
+ *
+ * Return: 0, -EALREADY if running, -errno if the thread cannot be created.
+ */
+NS_EXPORT int ns_stack_start(struct ns_stack *s);
+
+/**
+ * ns_stack_stop() - stop the dispatcher thread and wait for it
+ * @s: the stack
+ *
+ * Sockets and NICs stay as they are; ns_stack_start() resumes.
+ *
+ * Return: 0, -EALREADY if not running, -EDEADLK if called from the
+ * dispatcher thread.
+ */
+NS_EXPORT int ns_stack_stop(struct ns_stack *s);
+
+/**
+ * ns_stack_free() - stop the stack and free it with all its NICs and sockets
+ * @s: the stack, or NULL
+ *
+ * Threads blocked in the API must have returned first (close their sockets).
+ */
+NS_EXPORT void ns_stack_free(struct ns_stack *s);
+
+/**
+ * ns_stack_notify_fd() - one fd for an embedder's event loop
+ * @s: the stack
+ *
+ * The fd (an eventfd, owned by the stack) becomes readable whenever some
+ * socket's readiness may have changed. Read it to reset it, then find out
+ * what changed with ns_poll() and a zero timeout.
+ *
+ * Return: the fd, never negative for a valid stack; -EINVAL for NULL.
+ */
+NS_EXPORT int ns_stack_notify_fd(struct ns_stack *s);
+
+/* Stack-wide counters. Frames the stack refused are counted, never trusted. */
+struct ns_stats {
+	uint64_t rx_frames;	/* frames read from all endpoints */
+	uint64_t tx_frames;	/* frames written to all endpoints */
+	uint64_t rx_bytes;
+	uint64_t tx_bytes;
+	uint64_t rx_malformed;	/* dropped before lwIP: runt, oversized, bad length */
+	uint64_t rx_dropped;	/* dropped by the protocols: checksum, length, unknown, no memory */
+	uint64_t tx_dropped;	/* the endpoint refused or could not take the frame */
+	uint64_t ip_chkerr;
+	uint64_t ip_lenerr;
+	uint64_t tcp_chkerr;
+	uint64_t udp_chkerr;
+	uint64_t udp_rcvbuf_drops; /* datagrams dropped on a full receive queue */
+};
+
+/**
+ * ns_stack_stats() - read the stack's counters
+ * @s: the stack
+ * @st: filled in
+ *
+ * Return: 0 or -EINVAL.
+ */
+NS_EXPORT int ns_stack_stats(struct ns_stack *s, struct ns_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Link endpoints                                                      */
+/* ------------------------------------------------------------------ */
+
+#define NS_TAP_CREATE 0x1u	/* create the TAP if it does not exist */
+
+/**
+ * ns_endpoint_tap_open() - attach to a TAP device (IFF_TAP|IFF_NO_PI)
+ * @name: interface name, at most 15 bytes
+ * @flags: NS_TAP_CREATE to create it when missing (else -ENODEV)
+ * @epp: receives the endpoint
+ *
+ * Return: 0, -EINVAL, -ENODEV, -EPERM, -errno from the kernel.
+ */
+NS_EXPORT int ns_endpoint_tap_open(const char *name, unsigned flags, struct ns_endpoint **epp);
+
+/**
+ * ns_endpoint_fd_open() - an endpoint on any fd that carries one Ethernet
+ * frame per read and per write (a socketpair, an AF_PACKET socket)
+ * @fd: the fd; the endpoint takes ownership and closes it when freed, also
+ *      on failure
+ * @epp: receives the endpoint
+ *
+ * The fd is made nonblocking. On an AF_PACKET socket the endpoint also asks
+ * the kernel not to loop the stack's own transmissions back to it.
+ *
+ * Return: 0, -EBADF, -ENOMEM.
+ */
+NS_EXPORT int ns_endpoint_fd_open(int fd, struct ns_endpoint **epp);
+
+/**
+ * ns_endpoint_channel_new() - an in-memory endpoint for tests
+ * @epp: receives the endpoint
+ *
+ * Frames written with ns_channel_inject() are received by the stack; frames
+ * the stack transmits are kept until ns_channel_read() takes them.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+NS_EXPORT int ns_endpoint_channel_new(struct ns_endpoint **epp);
+
+/**
+ * ns_channel_inject() - queue one frame for the stack to receive
+ * @ep: a channel endpoint
+ * @frame: the Ethernet frame; copied
+ * @len: its length
+ *
+ * Return: 0, -EINVAL (not a channel, bad length), -ENOBUFS if the inbound
+ * queue is full.
+ */
+NS_EXPORT int ns_channel_inject(struct ns_endpoint *ep, const void *frame, size_t len);
+
+/**
+ * ns_channel_read() - take the oldest frame the stack transmitted
+ * @ep: a channel endpoint
+ * @buf: where to copy it
+ * @cap: room in @buf; a longer frame is truncated
+ *
+ * Return: the frame's full length, -EAGAIN if none is queued, -EINVAL.
+ */
+NS_EXPORT ssize_t ns_channel_read(struct ns_endpoint *ep, void *buf, size_t cap);
+
+/**
+ * ns_endpoint_free() - free an endpoint that was never added to a NIC
+ * @ep: the endpoint, or NULL
+ */
+NS_EXPORT void ns_endpoint_free(struct ns_endpoint *ep);
+
+/* ------------------------------------------------------------------ */
+/* NICs                                                                */
+/* ------------------------------------------------------------------ */
+
+#define NS_NIC_NAME_MAX 16
+
+struct ns_nic_config {
+	const char *name;	/* NULL = "eth<N>" */
+	uint8_t mac[6];		/* all zero = a random locally administered MAC */
+	unsigned mtu;		/* 0 = 1500; 68 .. 65521 */
+};
+
+struct ns_nic_info {
+	int id;
+	char name[NS_NIC_NAME_MAX];
+	char kind[8];		/* "tap", "fd", "channel" */
+	char device[NS_NIC_NAME_MAX]; /* the TAP's name, else empty */
+	uint8_t mac[6];
+	unsigned mtu;
+	bool up;		/* administratively up */
+	bool link_up;		/* the endpoint works; false after it failed */
+	uint64_t rx_frames, tx_frames, rx_bytes, tx_bytes;
+	uint64_t rx_malformed, tx_dropped;
+};
+
+/**
+ * ns_nic_add() - add a NIC on an endpoint
+ * @s: the stack
+ * @cfg: NIC configuration, or NULL for defaults
+ * @ep: the endpoint; the stack owns it once this succeeds
+ *
+ * The NIC starts administratively up, with an IPv6 link-local address
+ * derived from its MAC.
+ *
+ * Return: the NIC id (>= 1), -EINVAL, -EEXIST (name in use), -ENOMEM.
+ */
+NS_EXPORT int ns_nic_add(struct ns_stack *s, const struct ns_nic_config *cfg, struct ns_endpoint *ep);
+
+/**
+ * ns_nic_remove() - remove a NIC, its addresses and routes, and free its
+ * endpoint
+ * @s: the stack
+ * @nic: NIC id
+ *
+ * Return: 0, -ENODEV.
+ */
+NS_EXPORT int ns_nic_remove(struct ns_stack *s, int nic);
+
+/**
+ * ns_nic_set_up() - bring a NIC administratively up or down
+ * @s: the stack
+ * @nic: NIC id
+ * @up: true for up
+ *
+ * Return: 0, -ENODEV.
+ */
+NS_EXPORT int ns_nic_set_up(struct ns_stack *s, int nic, bool up);
+
+/**
+ * ns_nic_set_mtu() - change a NIC's MTU
+ * @s: the stack
+ * @nic: NIC id
+ * @mtu: 68 .. 65521
+ *
+ * Return: 0, -ENODEV, -EINVAL.
+ */
+NS_EXPORT int ns_nic_set_mtu(struct ns_stack *s, int nic, unsigned mtu);
+
+/**
+ * ns_nic_info() - describe a NIC
+ * @s: the stack
+ * @nic: NIC id
+ * @info: filled in
+ *
+ * Return: 0, -ENODEV, -EINVAL.
+ */
+NS_EXPORT int ns_nic_info(struct ns_stack *s, int nic, struct ns_nic_info *info);
+
+/**
+ * ns_nic_list() - the ids of all NICs, in the order they were added
+ * @s: the stack
+ * @ids: receives up to @cap ids (may be NULL when @cap is 0)
+ * @cap: room in @ids
+ *
+ * Return: the number of NICs (which may exceed @cap), -EINVAL.
+ */
+NS_EXPORT int ns_nic_list(struct ns_stack *s, int *ids, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Addresses and routes                                                */
+/* ------------------------------------------------------------------ */
+
+/* An IPv4 or IPv6 address; family 0 means "none". */
+struct ns_addr {
+	int family;		/* AF_INET, AF_INET6 or 0 */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	};
+};
+
+struct ns_prefix {
+	struct ns_addr addr;
+	unsigned len;		/* prefix length: 0..32 or 0..128 */
+};
+
+/**
+ * ns_addr_parse() - parse "198.51.100.2" or "fd42:5::2"
+ * @text: the address
+ * @addr: filled in
+ *
+ * Return: 0 or -EINVAL.
+ */
+NS_EXPORT int ns_addr_parse(const char *text, struct ns_addr *addr);
+
+/**
+ * ns_prefix_parse() - parse a CIDR such as "198.51.100.2/24" or "fd42:5::2/64"
+ * @text: the CIDR; without "/len" the full length is taken
+ * @p: filled in
+ *
+ * Return: 0 or -EINVAL.
+ */
+NS_EXPORT int ns_prefix_parse(const char *text, struct ns_prefix *p);
+
+/**
+ * ns_addr_format() - format an address as text
+ * @addr: the address
+ * @buf: receives a NUL-terminated string
+ * @cap: room in @buf; INET6_ADDRSTRLEN is always enough
+ *
+ * Return: the string length, -EINVAL, -ENOSPC.
+ */
+NS_EXPORT int ns_addr_format(const struct ns_addr *addr, char *buf, size_t cap);
+
+/**
+ * ns_addr_add() - add an address to a NIC
+ * @s: the stack
+ * @nic: NIC id
+ * @p: address and prefix length; the prefix becomes an on-link route
+ *
+ * lwIP holds one IPv4 address per NIC (a second one is -EEXIST) and up to
+ * three IPv6 addresses besides the link-local one. IPv6 addresses are used at
+ * once, without duplicate address detection: the sandbox owns its network.
+ * lwIP treats every IPv6 prefix as /64 on-link.
+ *
+ * Return: 0, -ENODEV, -EINVAL, -EEXIST, -ENOSPC.
+ */
+NS_EXPORT int ns_addr_add(struct ns_stack *s, int nic, const struct ns_prefix *p);
+
+/**
+ * ns_addr_del() - remove an address from a NIC
+ * @s: the stack
+ * @nic: NIC id
+ * @p: the address (its length is ignored)
+ *
+ * Return: 0, -ENODEV, -EADDRNOTAVAIL.
+ */
+NS_EXPORT int ns_addr_del(struct ns_stack *s, int nic, const struct ns_prefix *p);
+
+/**
+ * ns_addr_list() - a NIC's addresses, IPv4 first, link-local included
+ * @s: the stack
+ * @nic: NIC id
+ * @out: receives up to @cap prefixes
+ * @cap: room in @out
+ *
+ * Return: the number of addresses (which may exceed @cap), -ENODEV, -EINVAL.
+ */
+NS_EXPORT int ns_addr_list(struct ns_stack *s, int nic, struct ns_prefix *out, size_t cap);
+
+struct ns_route {
+	struct ns_prefix dst;	/* 0.0.0.0/0 or ::/0 for a default route */
+	struct ns_addr gateway;	/* family 0: on-link */
+	int nic;		/* 0: the NIC whose subnet holds the gateway */
+	unsigned metric;	/* lower wins between equal prefixes */
+};
+
+/**
+ * ns_route_add() - add a route
+ * @s: the stack
+ * @r: the route; @r->nic is filled in when 0 is given
+ *
+ * Return: 0, -EINVAL (mixed families, bad prefix), -ENETUNREACH (no NIC
+ * reaches the gateway), -ENODEV, -EEXIST, -ENOMEM.
+ */
+NS_EXPORT int ns_route_add(struct ns_stack *s, struct ns_route *r);
+
+/**
+ * ns_route_del() - delete the route with the same destination, gateway and
+ * NIC (@r->nic 0 matches any NIC)
+ * @s: the stack
+ * @r: the route
+ *
+ * Return: 0, -ESRCH, -EINVAL.
+ */
+NS_EXPORT int ns_route_del(struct ns_stack *s, const struct ns_route *r);
+
+/**
+ * ns_route_list() - the route table, longest prefix first; on-link routes of
+ * the NICs' addresses are included
+ * @s: the stack
+ * @out: receives up to @cap routes
+ * @cap: room in @out
+ *
+ * Return: the number of routes (which may exceed @cap), -EINVAL.
+ */
+NS_EXPORT int ns_route_list(struct ns_stack *s, struct ns_route *out, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Sockets                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Socket numbers are the stack's own, not kernel fds. The semantics follow
+ * Linux where lwIP allows: an AF_INET6 socket bound to :: also serves IPv4
+ * peers, seen as ::ffff:a.b.c.d (unless IPV6_V6ONLY is set). Supported
+ * options: SOL_SOCKET SO_REUSEADDR, SO_RCVBUF, SO_SNDBUF, SO_KEEPALIVE,
+ * SO_ERROR (read-only, cleared on read), SO_TYPE, SO_ACCEPTCONN,
+ * SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER (l_linger 0: close sends RST; other
+ * values close gracefully in the background, never blocking close);
+ * IPPROTO_TCP TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT;
+ * IPPROTO_IPV6 IPV6_V6ONLY. Others are -ENOPROTOOPT.
+ */
+
+/**
+ * ns_socket() - create a socket
+ * @s: the stack
+ * @domain: AF_INET or AF_INET6
+ * @type: SOCK_STREAM or SOCK_DGRAM, optionally | SOCK_NONBLOCK
+ * @protocol: 0, IPPROTO_TCP or IPPROTO_UDP
+ *
+ * Return: the socket number (>= 0), -EAFNOSUPPORT, -EPROTONOSUPPORT,
+ * -EINVAL, -EMFILE (table full), -ENOMEM.
+ */
+NS_EXPORT int ns_socket(struct ns_stack *s, int domain, int type, int protocol);
+
+NS_EXPORT int ns_bind(struct ns_stack *s, int sock, const struct sockaddr *addr, socklen_t len);
+NS_EXPORT int ns_listen(struct ns_stack *s, int sock, int backlog);
+
+/**
+ * ns_accept() - take a connection from a listener's queue
+ * @s: the stack
+ * @sock: a listening socket
+ * @addr: receives the peer's address, or NULL
+ * @len: in: room in @addr; out: its length. NULL when @addr is NULL
+ * @flags: 0 or SOCK_NONBLOCK (for the new socket)
+ *
+ * Blocks until a connection is queued unless @sock is nonblocking.
+ *
+ * Return: the new socket, -EAGAIN, -EINVAL (not listening), -EBADF,
+ * -ENOTSOCK, -EMFILE, -ECONNABORTED.
+ */
+NS_EXPORT int ns_accept(struct ns_stack *s, int sock, struct sockaddr *addr, socklen_t *len, int flags);
+
+/**
+ * ns_connect() - connect a socket
+ * @s: the stack
+ * @sock: the socket
+ * @addr: the peer
+ * @len: its length
+ *
+ * TCP: blocks until the handshake completes; a nonblocking socket returns
+ * -EINPROGRESS and reports completion as POLLOUT, the result in SO_ERROR.
+ * UDP: sets the default peer and filters what is received.
+ *
+ * Return: 0, -EINPROGRESS, -EALREADY, -EISCONN, -ECONNREFUSED, -ETIMEDOUT,
+ * -ENETUNREACH, -EAFNOSUPPORT, -EINVAL, -EBADF.
+ */
+NS_EXPORT int ns_connect(struct ns_stack *s, int sock, const struct sockaddr *addr, socklen_t len);
+
+/*
+ * send/recv and their variants take the flags MSG_DONTWAIT, MSG_PEEK (recv),
+ * MSG_NOSIGNAL (accepted, no signals are ever raised) and MSG_WAITALL (recv
+ * on TCP). TCP send blocks until all of @len is queued (or the socket is
+ * nonblocking, then a short count or -EAGAIN). recv returns 0 at end of
+ * stream. A UDP datagram larger than the buffer is truncated.
+ */
+NS_EXPORT ssize_t ns_send(struct ns_stack *s, int sock, const void *buf, size_t len, int flags);
+NS_EXPORT ssize_t ns_recv(struct ns_stack *s, int sock, void *buf, size_t len, int flags);
+NS_EXPORT ssize_t ns_sendto(struct ns_stack *s, int sock, const void *buf, size_t len, int flags,
+			    const struct sockaddr *to, socklen_t tolen);
+NS_EXPORT ssize_t ns_recvfrom(struct ns_stack *s, int sock, void *buf, size_t len, int flags,
+			      struct sockaddr *from, socklen_t *fromlen);
+
+/**
+ * ns_shutdown() - shut down one or both directions
+ * @s: the stack
+ * @sock: the socket
+ * @how: SHUT_RD, SHUT_WR or SHUT_RDWR
+ *
+ * Return: 0, -ENOTCONN, -EINVAL, -EBADF.
+ */
+NS_EXPORT int ns_shutdown(struct ns_stack *s, int sock, int how);
+
+/**
+ * ns_close() - close a socket and free its number
+ * @s: the stack
+ * @sock: the socket
+ *
+ * Threads blocked on it return -EBADF. Unread data or SO_LINGER 0 aborts the
+ * connection with RST, as Linux does; otherwise the close is graceful and
+ * lwIP finishes it in the background.
+ *
+ * Return: 0, -EBADF.
+ */
+NS_EXPORT int ns_close(struct ns_stack *s, int sock);
+
+NS_EXPORT int ns_getsockname(struct ns_stack *s, int sock, struct sockaddr *addr, socklen_t *len);
+NS_EXPORT int ns_getpeername(struct ns_stack *s, int sock, struct sockaddr *addr, socklen_t *len);
+NS_EXPORT int ns_setsockopt(struct ns_stack *s, int sock, int level, int name, const void *val, socklen_t len);
+NS_EXPORT int ns_getsockopt(struct ns_stack *s, int sock, int level, int name, void *val, socklen_t *len);
+
+/**
+ * ns_set_nonblocking() - the socket's O_NONBLOCK
+ * @s: the stack
+ * @sock: the socket
+ * @on: true for nonblocking
+ *
+ * Return: 0, -EBADF.
+ */
+NS_EXPORT int ns_set_nonblocking(struct ns_stack *s, int sock, bool on);
+
+/**
+ * ns_poll() - poll(2) on stack sockets
+ * @s: the stack
+ * @fds: the sockets (fd = socket number; a negative fd is ignored)
+ * @nfds: how many
+ * @timeout_ms: -1 waits forever, 0 returns at once
+ *
+ * Events: POLLIN, POLLOUT, POLLRDHUP; reported: those plus POLLERR,
+ * POLLHUP, and POLLNVAL for a socket number that is not open.
+ *
+ * Return: the number of entries with revents set, -EINVAL.
+ */
+NS_EXPORT int ns_poll(struct ns_stack *s, struct pollfd *fds, nfds_t nfds, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NETSTACK_H */
