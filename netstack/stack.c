@@ -10,6 +10,7 @@
  * no timer waits for an unrelated event and nothing polls on a fixed tick.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +23,8 @@
 #include "lwip/stats.h"
 #include "lwip/sys.h"
 #include "internal.h"
+
+static_assert(NS_TAP_CREATE == TAP_CREATE, "public and tap/ flags differ");
 
 static struct ns_stack *the_stack;
 

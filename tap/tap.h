@@ -58,6 +58,9 @@ struct tap_txframe {
 	size_t len;		/* sum of the iov lengths */
 };
 
+/* tap_tap_open() flags; the public NS_TAP_CREATE equals TAP_CREATE. */
+#define TAP_CREATE 0x1u
+
 enum tap_kind {
 	TAP_KIND_TAP = 1,
 	TAP_KIND_FD,

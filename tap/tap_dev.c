@@ -24,7 +24,6 @@
 #include "tap_io.h"
 
 /* The flag values of ns_endpoint_tap_open(), which passes them through. */
-#define TAP_CREATE 0x1u		/* NS_TAP_CREATE */
 #define TAP_FLAGS_ALL TAP_CREATE
 
 static_assert(TAP_NAME_MAX == IFNAMSIZ, "ep->device holds an interface name");

@@ -29,7 +29,6 @@
 
 #include "tap.h"
 
-#define TAP_CREATE 0x1u /* NS_TAP_CREATE */
 
 /* Enter a fresh network namespace with IPv6 off, so the only frames on a
  * TAP are those a test causes. */
