@@ -235,7 +235,8 @@ NS_EXPORT void ns_endpoint_free(struct ns_endpoint *ep);
 struct ns_nic_config {
 	const char *name;	/* NULL = "eth<N>" */
 	uint8_t mac[6];		/* all zero = a random locally administered MAC */
-	unsigned mtu;		/* 0 = 1500; 68 .. 65521 */
+	unsigned mtu;		/* 68 .. 65521; 0 = the TAP device's MTU
+				 * (clamped to that range), else 1500 */
 };
 
 struct ns_nic_info {
@@ -462,7 +463,30 @@ NS_EXPORT int ns_route_list(struct ns_stack *s, struct ns_route *out, size_t cap
  */
 NS_EXPORT int ns_socket(struct ns_stack *s, int domain, int type, int protocol);
 
+/**
+ * ns_bind() - give a socket its local address
+ * @s: the stack
+ * @sock: the socket
+ * @addr: a sockaddr_in or sockaddr_in6 of the socket's domain; port 0 picks
+ *        an ephemeral port; [::] serves IPv4 too unless IPV6_V6ONLY
+ * @len: its length
+ *
+ * Return: 0, -EBADF, -EINVAL (already bound, short @len), -EAFNOSUPPORT,
+ * -EADDRNOTAVAIL (not an address of this stack), -EADDRINUSE.
+ */
 NS_EXPORT int ns_bind(struct ns_stack *s, int sock, const struct sockaddr *addr, socklen_t len);
+
+/**
+ * ns_listen() - make a TCP socket accept connections
+ * @s: the stack
+ * @sock: the socket; bound to an ephemeral port first if unbound
+ * @backlog: connections queued but not yet accepted, clamped to 1..255;
+ *           a SYN beyond it is dropped
+ *
+ * Calling it again on a listener changes the backlog.
+ *
+ * Return: 0, -EBADF, -EOPNOTSUPP (UDP), -EINVAL (connected), -EADDRINUSE.
+ */
 NS_EXPORT int ns_listen(struct ns_stack *s, int sock, int backlog);
 
 /**
@@ -503,10 +527,61 @@ NS_EXPORT int ns_connect(struct ns_stack *s, int sock, const struct sockaddr *ad
  * nonblocking, then a short count or -EAGAIN). recv returns 0 at end of
  * stream. A UDP datagram larger than the buffer is truncated.
  */
+
+/**
+ * ns_send() - send on a connected socket; ns_sendto() with no address
+ * @s: the stack
+ * @sock: the socket
+ * @buf: the bytes; only read during the call
+ * @len: how many
+ * @flags: see above
+ *
+ * Return: bytes queued, -EAGAIN, -EPIPE (shut down or closed by the peer),
+ * -ECONNRESET, -ENOTCONN, -EDESTADDRREQ (UDP), -EMSGSIZE (UDP), -EBADF,
+ * -EINVAL.
+ */
 NS_EXPORT ssize_t ns_send(struct ns_stack *s, int sock, const void *buf, size_t len, int flags);
+
+/**
+ * ns_recv() - receive; ns_recvfrom() without the sender's address
+ * @s: the stack
+ * @sock: the socket
+ * @buf: receives the bytes
+ * @len: room in @buf
+ * @flags: see above
+ *
+ * Return: bytes read, 0 at end of stream, -EAGAIN (nonblocking, or
+ * SO_RCVTIMEO expired), -ECONNRESET, -ETIMEDOUT, -ENOTCONN, -EBADF, -EINVAL.
+ */
 NS_EXPORT ssize_t ns_recv(struct ns_stack *s, int sock, void *buf, size_t len, int flags);
+
+/**
+ * ns_sendto() - send, to @to on an unconnected UDP socket
+ * @s: the stack
+ * @sock: the socket
+ * @buf: the bytes; only read during the call
+ * @len: how many
+ * @flags: see above
+ * @to: the destination (UDP), or NULL for the connected peer
+ * @tolen: its length
+ *
+ * Return: as ns_send(); a UDP datagram is sent whole or not at all.
+ */
 NS_EXPORT ssize_t ns_sendto(struct ns_stack *s, int sock, const void *buf, size_t len, int flags,
 			    const struct sockaddr *to, socklen_t tolen);
+
+/**
+ * ns_recvfrom() - receive, with the sender's address
+ * @s: the stack
+ * @sock: the socket
+ * @buf: receives the bytes
+ * @len: room in @buf
+ * @flags: see above; MSG_TRUNC returns a datagram's full length
+ * @from: receives the sender's address, or NULL
+ * @fromlen: in: room in @from; out: the address's full length
+ *
+ * Return: as ns_recv().
+ */
 NS_EXPORT ssize_t ns_recvfrom(struct ns_stack *s, int sock, void *buf, size_t len, int flags,
 			      struct sockaddr *from, socklen_t *fromlen);
 
@@ -533,9 +608,53 @@ NS_EXPORT int ns_shutdown(struct ns_stack *s, int sock, int how);
  */
 NS_EXPORT int ns_close(struct ns_stack *s, int sock);
 
+/**
+ * ns_getsockname() - the socket's local address
+ * @s: the stack
+ * @sock: the socket
+ * @addr: receives it, truncated to *@len as getsockname(2) does
+ * @len: in: room in @addr; out: the address's full length
+ *
+ * Return: 0, -EBADF, -EINVAL.
+ */
 NS_EXPORT int ns_getsockname(struct ns_stack *s, int sock, struct sockaddr *addr, socklen_t *len);
+
+/**
+ * ns_getpeername() - the connected peer's address
+ * @s: the stack
+ * @sock: the socket
+ * @addr: receives it, truncated to *@len
+ * @len: in: room in @addr; out: the address's full length
+ *
+ * Return: 0, -ENOTCONN, -EBADF, -EINVAL.
+ */
 NS_EXPORT int ns_getpeername(struct ns_stack *s, int sock, struct sockaddr *addr, socklen_t *len);
+
+/**
+ * ns_setsockopt() - set one of the options listed above
+ * @s: the stack
+ * @sock: the socket
+ * @level: SOL_SOCKET, IPPROTO_TCP or IPPROTO_IPV6
+ * @name: the option
+ * @val: an int, or struct timeval / struct linger where the option takes one
+ * @len: its size
+ *
+ * Return: 0, -ENOPROTOOPT, -EINVAL (short @len, bad value, IPV6_V6ONLY after
+ * bind), -EDOM (bad timeval), -EBADF.
+ */
 NS_EXPORT int ns_setsockopt(struct ns_stack *s, int sock, int level, int name, const void *val, socklen_t len);
+
+/**
+ * ns_getsockopt() - read one of the options listed above
+ * @s: the stack
+ * @sock: the socket
+ * @level: SOL_SOCKET, IPPROTO_TCP or IPPROTO_IPV6
+ * @name: the option
+ * @val: receives the value
+ * @len: in: room in @val; out: the value's size
+ *
+ * Return: 0, -ENOPROTOOPT, -EINVAL, -EBADF.
+ */
 NS_EXPORT int ns_getsockopt(struct ns_stack *s, int sock, int level, int name, void *val, socklen_t *len);
 
 /**
