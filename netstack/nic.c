@@ -116,6 +116,16 @@ static bool name_in_use(struct ns_stack *s, const char *name)
 	return false;
 }
 
+/* The device's MTU clamped to what the stack takes, else Ethernet's. */
+static unsigned default_mtu(const struct ns_endpoint *ep)
+{
+	if (!ep->mtu)
+		return 1500;
+	if (ep->mtu < NS_MTU_MIN)
+		return NS_MTU_MIN;
+	return ep->mtu > TAP_MTU_MAX ? TAP_MTU_MAX : ep->mtu;
+}
+
 int ns_nic_add(struct ns_stack *s, const struct ns_nic_config *cfg, struct ns_endpoint *ep)
 {
 	struct ns_nic_config def = { 0 };
@@ -167,7 +177,7 @@ int ns_nic_add(struct ns_stack *s, const struct ns_nic_config *cfg, struct ns_en
 		random_mac(nic->netif.hwaddr);
 	else
 		memcpy(nic->netif.hwaddr, cfg->mac, 6);
-	nic->netif.mtu = (u16_t)(cfg->mtu ? cfg->mtu : ep->mtu >= NS_MTU_MIN ? ep->mtu : 1500);
+	nic->netif.mtu = (u16_t)(cfg->mtu ? cfg->mtu : default_mtu(ep));
 	if (ep->fd >= 0) {
 		ev.data.ptr = nic;
 		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, ep->fd, &ev) < 0) {

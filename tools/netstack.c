@@ -437,30 +437,6 @@ static int run_parse(int argc, char **argv, struct run_config *cfg)
 	return 0;
 }
 
-/* The TAP device's MTU as the kernel reports it, clamped to what the stack
- * takes; MTU_DEFAULT if it cannot be read. */
-static unsigned tap_device_mtu(const char *name)
-{
-	struct ifreq ifr;
-	int fd, ret;
-
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return MTU_DEFAULT;
-	memset(&ifr, 0, sizeof(ifr));
-	/* ifname_valid() bounded the name to IFNAMSIZ - 1 bytes. */
-	memcpy(ifr.ifr_name, name, strlen(name));
-	ret = ioctl(fd, SIOCGIFMTU, &ifr);
-	close(fd);
-	if (ret < 0 || ifr.ifr_mtu <= 0)
-		return MTU_DEFAULT;
-	if ((unsigned)ifr.ifr_mtu < MTU_MIN)
-		return MTU_MIN;
-	if ((unsigned)ifr.ifr_mtu > MTU_MAX)
-		return MTU_MAX;
-	return (unsigned)ifr.ifr_mtu;
-}
-
 /* Open the endpoint and add the NIC; return the NIC id or an exit code < 0. */
 static int nic_create(struct ns_stack *s, struct run_config *cfg)
 {
@@ -473,18 +449,14 @@ static int nic_create(struct ns_stack *s, struct run_config *cfg)
 		if (ret < 0)
 			return -fail(EXIT_RUNTIME, "run", "cannot open TAP '%s': %s", cfg->tap,
 				     strerror(-ret));
-		if (!cfg->mtu)
-			cfg->mtu = tap_device_mtu(cfg->tap);
 	} else {
 		/* The endpoint owns the fd from here, also on failure. */
 		ret = ns_endpoint_fd_open(cfg->fd, &ep);
 		if (ret < 0)
 			return -fail(EXIT_RUNTIME, "run", "cannot use fd %d: %s", cfg->fd,
 				     strerror(-ret));
-		if (!cfg->mtu)
-			cfg->mtu = MTU_DEFAULT;
 	}
-	nic.mtu = cfg->mtu;
+	nic.mtu = cfg->mtu;	/* 0: the library takes the TAP's MTU, else 1500 */
 	ret = ns_nic_add(s, &nic, ep);
 	if (ret < 0) {
 		ns_endpoint_free(ep);
