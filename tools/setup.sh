@@ -24,7 +24,7 @@ packages=(
 	build-essential cmake pkg-config clang dpkg-dev xz-utils
 	libcriterion-dev liburing-dev libprotobuf-c-dev protobuf-c-compiler
 	libzstd-dev
-	iproute2 iputils-ping curl socat iperf3 procps
+	iproute2 iputils-ping curl socat iperf3 procps ethtool python3
 )
 
 missing=()

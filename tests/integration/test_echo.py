@@ -34,7 +34,7 @@ class Conn:
         self.connected = False
 
 
-def many_echoes(ns, host, budget=20.0):
+def many_echoes(ns, host, budget=10.0):
     """CONNS connections at once, driven by one selector loop so no
     connection's send can wait on another's receive."""
     sel = selectors.DefaultSelector()
@@ -100,7 +100,7 @@ def many_echoes(ns, host, budget=20.0):
         f"identical, in {dt:.2f} s ({mib_per_s(2 * total, dt):.1f} MiB/s both ways)")
 
 
-def big_echo(ns, host, budget=25.0):
+def big_echo(ns, host, budget=20.0):
     """BIG bytes of random data out and back through one echo connection,
     a sender and a receiver thread each hashing what passes: sha256 of the
     whole stream, and of each MiB to say where a difference starts."""
@@ -182,10 +182,10 @@ def big_echo(ns, host, budget=25.0):
         s.close()
 
 
-def big_chargen(ns, host, budget=25.0):
+def big_chargen(ns, host, budget=15.0):
     """Read exactly BIG bytes of chargen, compare chunk by chunk with the
     RFC 864 pattern and by sha256 with the same stream generated here."""
-    s = ns.connect(host, CHARGEN_PORT, timeout=10)
+    s = ns.connect(host, CHARGEN_PORT, timeout=5)
     try:
         buf = bytearray(MIB)
         view = memoryview(buf)
@@ -229,12 +229,12 @@ def big_chargen(ns, host, budget=25.0):
 
 
 def discard(ns, host, n=16 * MIB):
-    s = ns.connect(host, DISCARD_PORT, timeout=10)
+    s = ns.connect(host, DISCARD_PORT, timeout=5)
     try:
         t0 = time.monotonic()
         s.sendall(os.urandom(n))
         s.shutdown(socket.SHUT_WR)
-        s.settimeout(5)
+        s.settimeout(3)
         try:
             back = s.recv(4096)
         except socket.timeout:
@@ -242,7 +242,7 @@ def discard(ns, host, n=16 * MIB):
         dt = time.monotonic() - t0
         check(not back, f"discard sent data back: {back[:32]!r}")
         log(f"discard: {n // MIB} MiB sent, nothing came back "
-            f"({'closed' if back == b'' else 'no close within 5 s'}), {dt:.2f} s")
+            f"({'closed' if back == b'' else 'no close within 3 s'}), {dt:.2f} s")
     finally:
         s.close()
 
