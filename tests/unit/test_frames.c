@@ -65,10 +65,12 @@ static struct frame_parsed parse_ok(const uint8_t *f, ssize_t len)
 /* ------------------------------------------------------------------ */
 
 /*
- * Produced by scapy 2.5.0 with MACs 02:00:00:00:00:01 -> :02, IPv4 id=0,
- * flags=DF, ttl=64 and IPv6 hlim=64 (255 for neighbour discovery).
+ * Produced by scapy 2.5.0. Unless a comment says otherwise, each goes from
+ * the peer (02:00:00:00:00:01, 198.51.100.1, fd42:5::1) to the stack
+ * (02:00:00:00:00:02, 198.51.100.2, fd42:5::2) with IPv4 id=0 flags=DF
+ * ttl=64 or IPv6 hlim=64 (255 for neighbour discovery).
  */
-/* Ether / IP / ICMP 198.51.100.1 > 198.51.100.2 echo-request 0 / Raw */
+/* Ether/IP/ICMP(type=8, id=0x1234, seq=1)/"abcdefgh" */
 static const uint8_t kat_icmp4_echo[] = {
 	0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x08, 0x00, 0x45, 0x00, 0x00, 0x24, 0x00, 0x00, 0x40, 0x00, 0x40, 0x01,
@@ -77,7 +79,7 @@ static const uint8_t kat_icmp4_echo[] = {
 	0x67, 0x68,
 };
 
-/* Ether / IPv6 / ICMPv6 Echo Request (id: 0x1234 seq: 0x1) */
+/* Ether/IPv6/ICMPv6EchoRequest(id=0x1234, seq=1, data="abcdefgh") */
 static const uint8_t kat_icmp6_echo[] = {
 	0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x10, 0x3a, 0x40, 0xfd, 0x42,
@@ -87,7 +89,7 @@ static const uint8_t kat_icmp6_echo[] = {
 	0x00, 0x01, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
 };
 
-/* Ether / IPv6 / UDP fd42:5::1:40000 > fd42:5::2:domain / Raw */
+/* Ether/IPv6/UDP(sport=40000, dport=53)/"hello" */
 static const uint8_t kat_udp6[] = {
 	0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x0d, 0x11, 0x40, 0xfd, 0x42,
@@ -97,7 +99,8 @@ static const uint8_t kat_udp6[] = {
 	0x24, 0xfa, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
 };
 
-/* Ether / IP / TCP 198.51.100.1:40000 > 198.51.100.2:http S */
+/* Ether/IP/TCP(sport=40000, dport=80, seq=1000, flags='S', window=65535,
+ *     options=[MSS 1460, SAckOK, Timestamp (123456, 0), NOP, WScale 7]) */
 static const uint8_t kat_tcp4_syn[] = {
 	0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x08, 0x00, 0x45, 0x00, 0x00, 0x3c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06,
@@ -108,7 +111,8 @@ static const uint8_t kat_tcp4_syn[] = {
 	0x03, 0x07,
 };
 
-/* Ether / IPv6 / ICMPv6ND_NS / ICMPv6 Neighbor Discovery Option - Source Link-Layer Address 02:00:00:00:00:01 */
+/* Ether(dst=33:33:ff:00:00:02)/IPv6(dst=ff02::1:ff00:2)/
+ *     ICMPv6ND_NS(tgt=fd42:5::2)/ICMPv6NDOptSrcLLAddr(02:00:00:00:00:01) */
 static const uint8_t kat_ns[] = {
 	0x33, 0x33, 0xff, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0xfd, 0x42,
@@ -120,7 +124,8 @@ static const uint8_t kat_ns[] = {
 	0x00, 0x01,
 };
 
-/* Ether / IPv6 / ICMPv6ND_NA / ICMPv6 Neighbor Discovery Option - Destination Link-Layer Address 02:00:00:00:00:01 */
+/* Ether/IPv6/ICMPv6ND_NA(tgt=fd42:5::1, R=0, S=1, O=1)/
+ *     ICMPv6NDOptDstLLAddr(02:00:00:00:00:01) */
 static const uint8_t kat_na[] = {
 	0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0xfd, 0x42,
@@ -132,7 +137,7 @@ static const uint8_t kat_na[] = {
 	0x00, 0x01,
 };
 
-/* Ether / ARP who has 198.51.100.2 says 198.51.100.1 */
+/* Ether(dst=broadcast)/ARP(op=1, pdst=198.51.100.2) */
 static const uint8_t kat_arp_req[] = {
 	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00,
@@ -140,7 +145,9 @@ static const uint8_t kat_arp_req[] = {
 	0x00, 0x00, 0xc6, 0x33, 0x64, 0x02,
 };
 
-/* Ether / fd42:5::2 > ff02::16 (0) / IPv6ExtHdrHopByHop / ICMPv6MLReport2 */
+/* A frame as the stack sends it, for the parser: stack -> 33:33:00:00:00:16,
+ * IPv6(dst=ff02::16, hlim=1)/IPv6ExtHdrHopByHop(RouterAlert)/
+ *     ICMPv6MLReport2(record: rtype=4, ff02::1:ff00:2) */
 static const uint8_t kat_mld2[] = {
 	0x33, 0x33, 0x00, 0x00, 0x00, 0x16, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
 	0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x24, 0x00, 0x01, 0xfd, 0x42,
@@ -152,7 +159,8 @@ static const uint8_t kat_mld2[] = {
 	0x00, 0x01, 0xff, 0x00, 0x00, 0x02,
 };
 
-/* Ether / IPv6 / TCP fd42:5::1:40000 > fd42:5::2:http PA / Raw */
+/* Ether/IPv6/TCP(sport=40000, dport=80, seq=0x01020304, ack=0xa0b0c0d0,
+ *     flags='PA', window=512)/"GET /" */
 static const uint8_t kat_tcp6_data[] = {
 	0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x19, 0x06, 0x40, 0xfd, 0x42,
@@ -163,7 +171,7 @@ static const uint8_t kat_tcp6_data[] = {
 	0x00, 0x00, 0x47, 0x45, 0x54, 0x20, 0x2f,
 };
 
-/* Ether / IP / UDP 198.51.100.1:40000 > 198.51.100.2:domain / Raw */
+/* Ether/IP/UDP(sport=40000, dport=53)/"hello" */
 static const uint8_t kat_udp4[] = {
 	0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
 	0x08, 0x00, 0x45, 0x00, 0x00, 0x21, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,
@@ -539,6 +547,7 @@ static void tcp_roundtrip(int family)
 	cr_assert_eq(f.window, 29200);
 	cr_assert_eq(f.tcp_opts_len, 24);	/* 21 bytes padded to 4 */
 	cr_assert_arr_eq(f.tcp_opts, opts, sizeof(opts));
+	cr_assert_eq(f.tcp_opts[sizeof(opts)], 0, "padded with EOL");
 	cr_assert_eq(f.mss, 1420);
 	cr_assert_eq(f.wscale, 9);
 	cr_assert(f.sack_perm);
@@ -583,6 +592,28 @@ Test(roundtrip, ethernet_padding_is_not_payload)
 
 	cr_assert_lt(n, (ssize_t)sizeof(buf));
 	cr_assert_eq(f.payload_len, 2);
+	cr_assert(f.csum_ok);
+}
+
+Test(roundtrip, ipv4_fragment_stops_at_ip_layer)
+{
+	struct frame_path p = path_to_stack(AF_INET);
+	uint8_t buf[128], *ip = buf + FRAME_ETH_HLEN;
+	ssize_t n = frame_ip(buf, sizeof(buf), &p, IPPROTO_UDP, "first fragment", 14);
+	struct frame_parsed f;
+	uint16_t csum;
+
+	ip[6] = 0x20;				/* MF, offset 0 */
+	ip[10] = ip[11] = 0;
+	csum = frame_csum(ip, FRAME_IPV4_HLEN, 0);
+	ip[10] = (uint8_t)(csum >> 8);
+	ip[11] = (uint8_t)csum;
+	f = parse_ok(buf, n);
+	cr_assert_eq(f.proto, IPPROTO_UDP);
+	cr_assert_eq(f.ip_frag, 0x2000);
+	cr_assert_eq(f.sport, 0);
+	cr_assert_eq(f.payload, ip + FRAME_IPV4_HLEN);
+	cr_assert_eq(f.payload_len, 14);
 	cr_assert(f.csum_ok);
 }
 
@@ -681,6 +712,21 @@ Test(corrupt, tcp6)
 	uint8_t buf[128];
 
 	assert_every_flip_caught(buf, frame_tcp(buf, sizeof(buf), &p, &seg), V6_FROM);
+}
+
+/* A payload word equal to the checksum of the zero-payload datagram makes the
+ * computed checksum 0, which UDP must send as 0xffff. */
+Test(corrupt, udp_computed_zero_checksum_is_sent_as_ffff)
+{
+	struct frame_path p = path_to_stack(AF_INET);
+	uint8_t buf[128], data[2] = { 0, 0 }, *csum = buf + FRAME_ETH_HLEN + FRAME_IPV4_HLEN + 6;
+	ssize_t n = frame_udp(buf, sizeof(buf), &p, 1, 2, data, sizeof(data));
+
+	memcpy(data, csum, 2);
+	n = frame_udp(buf, sizeof(buf), &p, 1, 2, data, sizeof(data));
+	cr_assert_eq(csum[0], 0xff);
+	cr_assert_eq(csum[1], 0xff);
+	cr_assert(parse_ok(buf, n).csum_ok);
 }
 
 Test(corrupt, udp4_without_checksum_is_accepted)
@@ -813,6 +859,18 @@ Test(errors, tcp_option_running_past_header_is_einval)
 	ssize_t n = frame_tcp(buf, sizeof(buf), &p, &seg);
 
 	cr_assert_gt(n, 0);
+	cr_assert_eq(frame_parse(buf, (size_t)n, &f), -EINVAL);
+}
+
+Test(errors, ndp_option_of_length_zero_is_einval)
+{
+	struct frame_path p = path_to_stack(AF_INET6);
+	uint8_t buf[128];
+	struct frame_parsed f;
+	ssize_t n = frame_ndp_na(buf, sizeof(buf), &p, 0);
+
+	cr_assert_gt(n, 0);
+	buf[n - 8 + 1] = 0;	/* the TLLA option's length */
 	cr_assert_eq(frame_parse(buf, (size_t)n, &f), -EINVAL);
 }
 
