@@ -86,8 +86,8 @@ int ns_prefix_parse(const char *text, struct ns_prefix *p)
 	p->len = family_bits(p->addr.family);
 	if (!slash)
 		return 0;
-	if (!slash[1] || slash[1] == '-' || slash[1] == '+')
-		return -EINVAL;
+	if (slash[1] < '0' || slash[1] > '9')
+		return -EINVAL;	/* strtoul would skip spaces and take signs */
 	len = strtoul(slash + 1, &end, 10);
 	if (*end || len > p->len)
 		return -EINVAL;
@@ -333,60 +333,92 @@ int ns_route_del(struct ns_stack *s, const struct ns_route *r)
 	return rc;
 }
 
-static void emit_route(struct ns_route *out, size_t cap, size_t *n, const ip_addr_t *dst,
-		       unsigned len, const ip_addr_t *gw, int nic, unsigned metric)
+/* Append one route to @all (room for every route was made). */
+static void put_route(struct ns_route *all, size_t *n, const ip_addr_t *dst, unsigned len,
+		      const ip_addr_t *gw, int nic, unsigned metric)
 {
-	if (*n < cap) {
-		struct ns_route *r = &out[*n];
-		ip_addr_t net;
+	struct ns_route *r = &all[(*n)++];
+	ip_addr_t net;
 
-		memset(r, 0, sizeof(*r));
-		ip_addr_copy(net, *dst);
-		tcpip_addr_mask(&net, len);
-		ns_ip_to_addr(&net, &r->dst.addr);
-		r->dst.len = len;
-		if (gw)
-			ns_ip_to_addr(gw, &r->gateway);
-		r->nic = nic;
-		r->metric = metric;
+	memset(r, 0, sizeof(*r));
+	ip_addr_copy(net, *dst);
+	tcpip_addr_mask(&net, len);
+	ns_ip_to_addr(&net, &r->dst.addr);
+	r->dst.len = len;
+	if (gw)
+		ns_ip_to_addr(gw, &r->gateway);
+	r->nic = nic;
+	r->metric = metric;
+}
+
+static bool route_before(const struct ns_route *a, const struct ns_route *b)
+{
+	if (a->dst.len != b->dst.len)
+		return a->dst.len > b->dst.len;
+	return a->metric < b->metric;
+}
+
+static size_t connected_count(struct ns_stack *s)
+{
+	size_t i, n = 0;
+	int k;
+
+	for (i = 0; i < s->nnics; i++) {
+		n += !ip4_addr_isany_val(*netif_ip4_addr(&s->nics[i]->netif));
+		for (k = 0; k < LWIP_IPV6_NUM_ADDRESSES; k++)
+			n += ip6_addr_isvalid(netif_ip6_addr_state(&s->nics[i]->netif, k));
 	}
-	(*n)++;
+	return n;
 }
 
 int ns_route_list(struct ns_stack *s, struct ns_route *out, size_t cap)
 {
 	struct tcpip_route *t = NULL;
-	size_t n = 0, nt, i;
-	int k;
+	struct ns_route *all = NULL;
+	size_t n = 0, nt, i, j;
+	int k, rc;
 
 	if (!s || (!out && cap))
 		return -EINVAL;
 	ns_lock(s);
 	nt = tcpip_route_list(NULL, 0);
-	if (nt) {
-		t = malloc(nt * sizeof(*t));
-		if (!t) {
-			ns_unlock(s);
-			return -ENOMEM;
-		}
-		tcpip_route_list(t, nt);
+	t = calloc(nt + 1, sizeof(*t));
+	all = calloc(nt + connected_count(s) + 1, sizeof(*all));
+	if (!t || !all) {
+		rc = -ENOMEM;
+		goto out;
 	}
-	/* Connected routes first (they are the most specific in practice),
-	 * then the table, which is sorted longest prefix first. */
+	tcpip_route_list(t, nt);
+	/* The on-link routes implied by the NICs' addresses (link-local ones
+	 * excepted), then the table's. */
 	for (i = 0; i < s->nnics; i++) {
 		struct ns_nic *nic = s->nics[i];
 
 		if (!ip4_addr_isany_val(*netif_ip4_addr(&nic->netif)))
-			emit_route(out, cap, &n, &nic->netif.ip_addr, nic->v4len, NULL, nic->id, 0);
+			put_route(all, &n, &nic->netif.ip_addr, nic->v4len, NULL, nic->id, 0);
 		for (k = 0; k < LWIP_IPV6_NUM_ADDRESSES; k++)
-			if (ip6_addr_isvalid(netif_ip6_addr_state(&nic->netif, k)) && k > 0)
-				emit_route(out, cap, &n, &nic->netif.ip6_addr[k], nic->v6len[k], NULL,
-					   nic->id, 0);
+			if (ip6_addr_isvalid(netif_ip6_addr_state(&nic->netif, k)) &&
+			    !ip6_addr_islinklocal(netif_ip6_addr(&nic->netif, k)))
+				put_route(all, &n, &nic->netif.ip6_addr[k], nic->v6len[k], NULL, nic->id, 0);
 	}
 	for (i = 0; i < nt; i++)
-		emit_route(out, cap, &n, &t[i].dst, t[i].len, t[i].has_gw ? &t[i].gw : NULL,
-			   ((struct ns_nic *)t[i].netif->state)->id, t[i].metric);
+		put_route(all, &n, &t[i].dst, t[i].len, t[i].has_gw ? &t[i].gw : NULL,
+			  ((struct ns_nic *)t[i].netif->state)->id, t[i].metric);
+	/* Longest prefix first, then lowest metric; stable (insertion sort:
+	 * route tables are small). */
+	for (i = 1; i < n; i++) {
+		struct ns_route r = all[i];
+
+		for (j = i; j > 0 && route_before(&r, &all[j - 1]); j--)
+			all[j] = all[j - 1];
+		all[j] = r;
+	}
+	if (cap)
+		memcpy(out, all, (n < cap ? n : cap) * sizeof(*out));
+	rc = (int)n;
+out:
 	free(t);
+	free(all);
 	ns_unlock(s);
-	return (int)n;
+	return rc;
 }

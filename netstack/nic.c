@@ -159,10 +159,16 @@ int ns_nic_add(struct ns_stack *s, const struct ns_nic_config *cfg, struct ns_en
 		s->nics_cap = ncap;
 	}
 	nic->id = s->next_nic_id;
-	if (cfg->name)
+	if (cfg->name) {
 		snprintf(nic->name, sizeof(nic->name), "%s", cfg->name);
-	else
-		snprintf(nic->name, sizeof(nic->name), "eth%d", nic->id - 1);
+	} else {
+		/* The lowest "ethN" nobody has chosen. */
+		int n = 0;
+
+		do
+			snprintf(nic->name, sizeof(nic->name), "eth%d", n++);
+		while (name_in_use(s, nic->name));
+	}
 	if (name_in_use(s, nic->name)) {
 		rc = -EEXIST;
 		goto fail;
@@ -189,8 +195,8 @@ int ns_nic_add(struct ns_stack *s, const struct ns_nic_config *cfg, struct ns_en
 	netif_create_ip6_linklocal_address(&nic->netif, 1);
 	netif_ip6_addr_set_state(&nic->netif, 0, IP6_ADDR_PREFERRED);
 	nic->v6len[0] = 64;
-	if (s->nnics == 0)
-		netif_set_default(&nic->netif);
+	/* No lwIP default netif: it would carry packets to any destination,
+	 * past the route table; without a route, connect is -ENETUNREACH. */
 	nic->up = nic->link_up = true;
 	netif_set_up(&nic->netif);
 	netif_set_link_up(&nic->netif);
@@ -222,8 +228,6 @@ void ns_nic_destroy(struct ns_stack *s, struct ns_nic *nic)
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, nic->ep->fd, NULL);
 	tcpip_route_flush_netif(&nic->netif);
 	netif_remove(&nic->netif);
-	if (netif_default == NULL && s->nnics)
-		netif_set_default(&s->nics[0]->netif);
 	tap_endpoint_destroy(nic->ep);
 	free(nic);
 }

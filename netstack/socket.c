@@ -65,19 +65,29 @@ static struct ns_sock *sock_get(struct ns_stack *s, int id)
 	return s->socks[id];
 }
 
-/* Give @ep a socket number. Return: the number, -EMFILE, -ENOMEM. */
-static int sock_install(struct ns_stack *s, struct tcpip_ep *ep, bool nonblock)
+/* The lowest free socket number from the hint on, or -EMFILE. */
+static int sock_free_slot(const struct ns_stack *s)
 {
-	struct ns_sock *k;
 	unsigned i, id;
 
 	for (i = 0; i < s->nsocks_cap; i++) {
 		id = (s->sock_hint + i) % s->nsocks_cap;
 		if (!s->socks[id])
-			break;
+			return (int)id;
 	}
-	if (i == s->nsocks_cap)
-		return -EMFILE;
+	return -EMFILE;
+}
+
+/* Give @ep a socket number. Return: the number, -EMFILE, -ENOMEM. */
+static int sock_install(struct ns_stack *s, struct tcpip_ep *ep, bool nonblock)
+{
+	struct ns_sock *k;
+	int slot = sock_free_slot(s);
+	unsigned id;
+
+	if (slot < 0)
+		return slot;
+	id = (unsigned)slot;
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
@@ -206,6 +216,10 @@ int ns_accept(struct ns_stack *s, int sock, struct sockaddr *addr, socklen_t *le
 		return -EINVAL;
 	SOCK_ENTER(s, sock, k);
 	for (;;) {
+		/* No number for it: leave the connection queued, as Linux does. */
+		rc = sock_free_slot(s);
+		if (rc < 0)
+			break;
 		rc = tcpip_ep_accept(k->ep, &child);
 		if (rc != -EAGAIN || k->nonblock)
 			break;

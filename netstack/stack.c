@@ -20,6 +20,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "lwip/ip4_frag.h"
+#include "lwip/ip6_frag.h"
 #include "lwip/stats.h"
 #include "lwip/sys.h"
 #include "internal.h"
@@ -252,6 +254,18 @@ int ns_stack_stop(struct ns_stack *s)
 	return 0;
 }
 
+/* lwIP keeps half-reassembled datagrams until they age out; with the
+ * NICs gone none can complete, so age them all out now. */
+static void release_reassembly(void)
+{
+	int i;
+
+	for (i = 0; i <= IP_REASS_MAXAGE || i <= IPV6_REASS_MAXAGE; i++) {
+		ip_reass_tmr();
+		ip6_reass_tmr();
+	}
+}
+
 void ns_stack_free(struct ns_stack *s)
 {
 	if (!s)
@@ -262,6 +276,7 @@ void ns_stack_free(struct ns_stack *s)
 	ns_socks_free_all(s);
 	while (s->nnics)
 		ns_nic_destroy(s, s->nics[s->nnics - 1]);
+	release_reassembly();
 	free(s->nics);
 	free(s->socks);
 	free(s->rxbuf);
@@ -292,6 +307,7 @@ int ns_stack_stats(struct ns_stack *s, struct ns_stats *st)
 		return -EINVAL;
 	ns_lock(s);
 	*st = s->stats;
+	st->udp_rcvbuf_drops = tcpip_ep_udp_drops();
 	st->ip_chkerr = lwip_stats.ip.chkerr;
 	st->ip_lenerr = lwip_stats.ip.lenerr + lwip_stats.ip6.lenerr;
 	st->tcp_chkerr = lwip_stats.tcp.chkerr;

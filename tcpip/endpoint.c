@@ -46,8 +46,10 @@ struct ep_full {
 #define UDP_RCVBUF_DEFAULT (256u * 1024u)
 #define BUF_MIN 2048u
 #define BUF_MAX (64u * 1024u * 1024u)
-#define UDP_MAX_PAYLOAD_V4 65507u
-#define UDP_MAX_PAYLOAD_V6 65527u
+/* The largest UDP payloads lwIP can carry: its pbuf lengths are u16 and,
+ * for IPv6, include the 40-byte header (the wire would allow 65527). */
+#define UDP_MAX_PAYLOAD_V4 (0xffffu - 20u - 8u)
+#define UDP_MAX_PAYLOAD_V6 (0xffffu - 40u - 8u)
 
 static struct ep_opts *opts_of(struct tcpip_ep *ep)
 {
@@ -249,6 +251,8 @@ static void tcp_recved_all(struct tcp_pcb *pcb, size_t n)
 	}
 }
 
+static void finish_if_done(struct tcpip_ep *ep);
+
 static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 {
 	struct tcpip_ep *ep = arg;
@@ -256,6 +260,7 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 	(void)err;
 	if (!p) {
 		ep->rx_eof = true;
+		finish_if_done(ep);
 		notify(ep);
 		return ERR_OK;
 	}
@@ -325,6 +330,36 @@ static void detach_tcp(struct tcp_pcb *pcb)
 	tcp_recv(pcb, NULL);
 	tcp_sent(pcb, NULL);
 	tcp_err(pcb, NULL);
+}
+
+/*
+ * Hand a connection's pcb to lwIP for good: no callback reaches @ep any
+ * more, and lwIP frees the pcb when the connection is over - without
+ * telling anyone, so the endpoint must forget it now. @abort resets instead
+ * of closing.
+ */
+static void release_tcp(struct tcpip_ep *ep, bool abort)
+{
+	struct tcp_pcb *pcb = ep->pcb.tcp;
+
+	ep->pcb.tcp = NULL;
+	if (!pcb)
+		return;
+	detach_tcp(pcb);
+	if (abort || tcp_close(pcb) != ERR_OK)
+		tcp_abort(pcb);
+}
+
+/* Both directions are over (the peer's FIN or SHUT_RD, and SHUT_WR): nothing
+ * more will pass through this connection, so let lwIP finish it alone.
+ * lwIP is told the unread bytes were taken, so closing does not reset. */
+static void finish_if_done(struct tcpip_ep *ep)
+{
+	if (ep->state != TCPIP_CONNECTED || !ep->pcb.tcp || !ep->shut_wr ||
+	    !(ep->rx_eof || ep->shut_rd))
+		return;
+	tcp_recved_all(ep->pcb.tcp, ep->rx_bytes);
+	release_tcp(ep, false);
 }
 
 static struct tcpip_ep *ep_alloc(int family, int type, tcpip_notify_fn fn, void *owner)
@@ -445,10 +480,8 @@ void tcpip_ep_close(struct tcpip_ep *ep)
 			tcp_accept(pcb, NULL);
 			tcp_close(pcb);
 		} else {
-			detach_tcp(pcb);
 			/* Unread data or SO_LINGER 0: reset, as Linux does. */
-			if (ep->rx_bytes || ep->linger0 || tcp_close(pcb) != ERR_OK)
-				tcp_abort(pcb);
+			release_tcp(ep, ep->rx_bytes || ep->linger0);
 		}
 	} else if (!is_tcp(ep) && ep->pcb.udp) {
 		udp_remove(ep->pcb.udp);
@@ -459,6 +492,13 @@ void tcpip_ep_close(struct tcpip_ep *ep)
 }
 
 /* --- operations --- */
+
+static uint64_t udp_drops;
+
+uint64_t tcpip_ep_udp_drops(void)
+{
+	return udp_drops;
+}
 
 static void udp_on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_addr_t *addr, u16_t port)
 {
@@ -482,7 +522,7 @@ static void udp_on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip
 	notify(ep);
 	return;
 drop:
-	ep->rcvbuf_drops++;
+	udp_drops++;
 	pbuf_free(p);
 }
 
@@ -705,7 +745,7 @@ static ssize_t dgram_send(struct tcpip_ep *ep, const void *buf, size_t len,
 	} else if (ep->state != TCPIP_CONNECTED) {
 		return -EDESTADDRREQ;
 	}
-	if (len > (to ? (IP_IS_V6(&ip) ? UDP_MAX_PAYLOAD_V6 : UDP_MAX_PAYLOAD_V4) : UDP_MAX_PAYLOAD_V4))
+	if (len > (IP_IS_V6(to ? &ip : &ep->pcb.udp->remote_ip) ? UDP_MAX_PAYLOAD_V6 : UDP_MAX_PAYLOAD_V4))
 		return -EMSGSIZE;
 	p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)len, PBUF_RAM);
 	if (!p)
@@ -835,6 +875,12 @@ ssize_t tcpip_ep_recv(struct tcpip_ep *ep, void *buf, size_t len, bool peek,
 	return n;
 }
 
+/*
+ * SHUT_RD is ours alone: later data is acknowledged and dropped, as Linux
+ * does (lwIP's own receive shutdown would reset the connection on the next
+ * segment). SHUT_WR sends lwIP's FIN. Once both are done the pcb goes back
+ * to lwIP (finish_if_done).
+ */
 int tcpip_ep_shutdown(struct tcpip_ep *ep, int how)
 {
 	bool rd = how == SHUT_RD || how == SHUT_RDWR, wr = how == SHUT_WR || how == SHUT_RDWR;
@@ -850,15 +896,14 @@ int tcpip_ep_shutdown(struct tcpip_ep *ep, int how)
 		}
 		if (ep->state != TCPIP_CONNECTED && ep->state != TCPIP_CONNECTING)
 			return -ENOTCONN;
-		if (ep->pcb.tcp && ((wr && !ep->shut_wr) || (rd && !ep->shut_rd))) {
-			err_t err = tcp_shutdown(ep->pcb.tcp, rd && !ep->shut_rd, wr && !ep->shut_wr);
+		if (wr && !ep->shut_wr && ep->pcb.tcp) {
+			err_t err = tcp_shutdown(ep->pcb.tcp, 0, 1);
 
 			if (err != ERR_OK)
 				return tcpip_err_to_errno(err);
 		}
-		if (rd && ep->rx_bytes && ep->pcb.tcp) {
+		if (rd && ep->pcb.tcp)
 			tcp_recved_all(ep->pcb.tcp, ep->rx_bytes);
-		}
 	} else if (ep->state != TCPIP_CONNECTED) {
 		return -ENOTCONN;
 	}
@@ -869,6 +914,8 @@ int tcpip_ep_shutdown(struct tcpip_ep *ep, int how)
 	}
 	if (wr)
 		ep->shut_wr = true;
+	if (is_tcp(ep))
+		finish_if_done(ep);
 	notify(ep);
 	return 0;
 }

@@ -72,7 +72,6 @@ struct tcpip_ep {
 	uint16_t rx_off;	/* TCP: bytes of the head pbuf already read */
 	int backlog;		/* listener */
 	struct tcpip_ep *listener; /* a child still in its listener's queue */
-	uint64_t rcvbuf_drops;	/* UDP datagrams dropped on a full queue */
 };
 
 /**
@@ -113,6 +112,8 @@ int tcpip_ep_shutdown(struct tcpip_ep *ep, int how);
 unsigned tcpip_ep_poll(const struct tcpip_ep *ep);
 int tcpip_ep_name(const struct tcpip_ep *ep, bool peer, struct sockaddr *sa, socklen_t *len);
 int tcpip_ep_setsockopt(struct tcpip_ep *ep, int level, int name, const void *val, socklen_t len);
+/* UDP datagrams dropped on full receive queues, all endpoints together. */
+uint64_t tcpip_ep_udp_drops(void);
 int tcpip_ep_getsockopt(struct tcpip_ep *ep, int level, int name, void *val, socklen_t *len);
 
 #endif /* NETSTACK_TCPIP_ENDPOINT_H */

@@ -42,6 +42,9 @@
 #define LWIP_ETHERNET 1
 #define ARP_TABLE_SIZE 512
 #define ARP_QUEUEING 1
+/* Packets held per unresolved neighbour: lwIP's default of 3 lost all but
+ * the last 3 (and any datagram of more than 3 fragments). */
+#define ARP_QUEUE_LEN 64
 #define ETHARP_SUPPORT_STATIC_ENTRIES 1
 #define LWIP_SINGLE_NETIF 0
 #define LWIP_NETIF_STATUS_CALLBACK 1

@@ -83,10 +83,12 @@ static bool before(const struct tcpip_route *a, const struct tcpip_route *b)
 
 int tcpip_route_add(const struct tcpip_route *r)
 {
+	struct tcpip_route key = *r;
 	size_t i;
 
+	tcpip_addr_mask(&key.dst, key.len);
 	for (i = 0; i < nroutes; i++)
-		if (same_route(&routes[i], r, false))
+		if (same_route(&routes[i], &key, false))
 			return -EEXIST;
 	if (nroutes == cap) {
 		size_t ncap = cap ? 2 * cap : 8;
@@ -97,10 +99,9 @@ int tcpip_route_add(const struct tcpip_route *r)
 		routes = n;
 		cap = ncap;
 	}
-	for (i = nroutes; i > 0 && before(r, &routes[i - 1]); i--)
+	for (i = nroutes; i > 0 && before(&key, &routes[i - 1]); i--)
 		routes[i] = routes[i - 1];
-	routes[i] = *r;
-	tcpip_addr_mask(&routes[i].dst, r->len);
+	routes[i] = key;
 	nroutes++;
 	return 0;
 }
@@ -140,7 +141,8 @@ void tcpip_route_flush_netif(struct netif *netif)
 
 size_t tcpip_route_list(struct tcpip_route *out, size_t n)
 {
-	memcpy(out, routes, (n < nroutes ? n : nroutes) * sizeof(*routes));
+	if (out && n && nroutes)
+		memcpy(out, routes, (n < nroutes ? n : nroutes) * sizeof(*routes));
 	return nroutes;
 }
 
