@@ -64,7 +64,7 @@ struct ns_stack {
 	bool running;
 	bool stopping;
 	bool sleeping;		/* the dispatcher is in epoll_wait */
-	uint64_t sleep_until;	/* sys_now() ms it wakes at; UINT64_MAX: no timer */
+	uint64_t sleep_until;	/* stack-clock ns it wakes at; UINT64_MAX: no timer */
 	int epfd, wakefd, notifyfd;
 	bool notify_used, notify_dirty;
 
@@ -85,6 +85,9 @@ void ns_lock(struct ns_stack *s);
 /* Releases the lock; first wakes the dispatcher if a timer now falls due
  * before it would wake, and signals the notify fd if readiness changed. */
 void ns_unlock(struct ns_stack *s);
+/* One dispatcher round (lock held); tests drive a stopped stack with it
+ * (block = false) under a fake clock. */
+void ns_stack_run_once(struct ns_stack *s, bool block);
 void ns_log(struct ns_stack *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* nic.c */

@@ -23,7 +23,6 @@
 #include "lwip/ip4_frag.h"
 #include "lwip/ip6_frag.h"
 #include "lwip/stats.h"
-#include "lwip/sys.h"
 #include "internal.h"
 
 static_assert(NS_TAP_CREATE == TAP_CREATE, "public and tap/ flags differ");
@@ -55,13 +54,10 @@ void ns_lock(struct ns_stack *s)
 
 void ns_unlock(struct ns_stack *s)
 {
-	if (s->sleeping) {
-		int next = tcpip_timers_next_ms();
-
-		if (next >= 0 && (uint64_t)sys_now() + (uint64_t)next < s->sleep_until) {
-			s->sleeping = false;
-			eventfd_signal(s->wakefd);
-		}
+	/* A call armed a timer that falls due before the dispatcher wakes. */
+	if (s->sleeping && tcpip_timers_next_ns() < s->sleep_until) {
+		s->sleeping = false;
+		eventfd_signal(s->wakefd);
 	}
 	if (s->notify_dirty) {
 		s->notify_dirty = false;
@@ -179,32 +175,43 @@ static void dispatch_ready(struct ns_stack *s, struct epoll_event *evs, int n)
 	}
 }
 
+/*
+ * One round of the dispatcher, with the lock held: handle endpoint
+ * failures found on the transmit path (outside lwIP's output path), fire due
+ * timers, then wait for endpoint input - until the next timer is due when
+ * @block, else not at all - and feed what arrived to lwIP. The lock is
+ * released while waiting, so API calls proceed meanwhile.
+ */
+void ns_stack_run_once(struct ns_stack *s, bool block)
+{
+	struct epoll_event evs[16];
+	int timeout = 0, n;
+	size_t i;
+
+	for (i = 0; i < s->nnics; i++)
+		if (s->nics[i]->failed)
+			ns_nic_handle_failure(s, s->nics[i]);
+	tcpip_timers_run();
+	if (block) {
+		timeout = tcpip_timers_next_ms();
+		s->sleep_until = tcpip_timers_next_ns();
+		s->sleeping = true;
+	}
+	ns_unlock(s);
+	n = epoll_wait(s->epfd, evs, 16, timeout);
+	ns_lock(s);
+	s->sleeping = false;
+	if (n > 0)
+		dispatch_ready(s, evs, n);
+}
+
 static void *dispatcher(void *arg)
 {
 	struct ns_stack *s = arg;
-	struct epoll_event evs[16];
-	size_t i;
 
 	ns_lock(s);
-	while (!s->stopping) {
-		int timeout, n;
-
-		/* Endpoint failures found on the transmit path are handled
-		 * here, outside lwIP's output path. */
-		for (i = 0; i < s->nnics; i++)
-			if (s->nics[i]->failed)
-				ns_nic_handle_failure(s, s->nics[i]);
-		tcpip_timers_run();
-		timeout = tcpip_timers_next_ms();
-		s->sleep_until = timeout < 0 ? UINT64_MAX : (uint64_t)sys_now() + (uint64_t)timeout;
-		s->sleeping = true;
-		ns_unlock(s);
-		n = epoll_wait(s->epfd, evs, 16, timeout);
-		ns_lock(s);
-		s->sleeping = false;
-		if (n > 0)
-			dispatch_ready(s, evs, n);
-	}
+	while (!s->stopping)
+		ns_stack_run_once(s, true);
 	ns_unlock(s);
 	return NULL;
 }

@@ -15,6 +15,8 @@
 #define LWIP_NETCONN 0
 #define LWIP_SOCKET 0
 #define LWIP_TIMERS 1
+/* Every lwIP timer runs on netstack's timer wheel (tcpip/timers.c). */
+#define LWIP_TIMERS_CUSTOM 1
 
 /* Memory: the C library's malloc for the heap and for every pool, so
  * thousands of sockets fit and nothing is sized at build time. */

@@ -3,7 +3,7 @@
  * port.c - the platform half of the lwIP port: the stack lock and its
  * core-locked assertion, lwIP's one-time initialisation, the err_t -> errno
  * map, diagnostics, randomness and the TCP initial sequence number hook.
- * Time and timers live in timers.c, behind the timer seam.
+ * Time and timers live in timers.c, on the timer wheel of timers/.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "clock.h"
 #include "lwip/init.h"
 #include "lwip/sys.h"
 #include "tcpip.h"
@@ -71,6 +72,13 @@ void tcpip_assert_core_locked(void)
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static bool clock_ready;
+
+void tcpip_clock_use_source(uint64_t (*mono)(void *arg), void *arg)
+{
+	tw_clock_init_source(tcpip_clock(), mono, arg);
+	clock_ready = true;
+}
 
 static void init_lwip(void)
 {
@@ -79,6 +87,10 @@ static void init_lwip(void)
 	/* lwip_init() asserts the core lock in places. */
 	if (!held)
 		tcpip_lock();
+	/* Before lwip_init(): it arms the cyclic timers on the stack clock. */
+	if (!clock_ready)
+		tw_clock_init(tcpip_clock());
+	clock_ready = true;
 	lwip_init();
 	if (!held)
 		tcpip_unlock();

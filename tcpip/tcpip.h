@@ -43,11 +43,28 @@ void tcpip_init(void);
 /* Map an lwIP err_t to a negative errno (0 for ERR_OK). */
 int tcpip_err_to_errno(err_t err);
 
-/* --- the timer seam: every protocol timeout goes through these --- */
+/* --- time: the stack clock and the timer wheel (timers.c) --- */
 
-/* Run every timer that is due. */
-void tcpip_timers_run(void);
-/* Milliseconds until the next timer is due; -1 when none is pending. */
+struct tw_clock;
+/* The stack clock: CLOCK_MONOTONIC + offset, ns. lwIP's sys_now() reads it. */
+struct tw_clock *tcpip_clock(void);
+uint64_t tcpip_now_ns(void);
+/**
+ * tcpip_clock_use_source() - read the monotonic time from @mono instead
+ * @mono: returns nanoseconds; a test's fake clock
+ * @arg: passed to @mono
+ *
+ * Only before the first tcpip_init() (that is, before the first stack).
+ */
+void tcpip_clock_use_source(uint64_t (*mono)(void *arg), void *arg);
+
+/* Run every timer that is due. Return: callbacks run. */
+size_t tcpip_timers_run(void);
+/* Stack-clock ns at which to wake for the next due timer: its deadline
+ * coalesced (tw_wakeup_time: up to TW_WAKEUP_SLACK_NS later, never
+ * earlier than the wheel's next event); UINT64_MAX when none is pending. */
+uint64_t tcpip_timers_next_ns(void);
+/* Milliseconds until then, rounded up; -1 when none is pending. */
 int tcpip_timers_next_ms(void);
 
 /* --- routes (gateway routes; connected subnets are lwIP's own) --- */

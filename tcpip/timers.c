@@ -1,34 +1,189 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * timers.c - the timer seam: lwIP's notion of time (sys_now) and the only
- * place that runs its timeouts. Everything that schedules or fires a
- * protocol timer goes through this file, so the timer wheel can replace
- * lwIP's sorted timeout list here without touching the rest of the stack.
+ * timers.c - the timer seam: every lwIP timer on the stack's timer wheel
+ * (LWIP_TIMERS_CUSTOM). Owns the stack clock (CLOCK_MONOTONIC + offset, in
+ * ns; sys_now() reads it), the wheel, lwIP's cyclic timers, its on-demand
+ * TCP timer, and one-shot sys_timeout()s.
+ *
+ * Cyclic timers are re-armed at their previous due time plus their
+ * interval, not at "now + interval", so the 250 ms TCP timer and the others
+ * never drift however late a wakeup is; a timer that fell more than a whole
+ * interval behind (the process was stopped) restarts from now instead of
+ * firing a burst. The TCP timer runs only while lwIP has active or
+ * TIME-WAIT pcbs, so an idle stack with any number of listeners sleeps.
+ *
+ * All of it runs under the stack lock.
  */
-#include <time.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/sys.h"
+#include "lwip/tcp.h"
 #include "lwip/timeouts.h"
+#include "clock.h"
 #include "tcpip.h"
+#include "wheel.h"
+
+#define NS_PER_MS 1000000ull
+#define CYCLIC_MAX 16
+
+static struct tw_clock stack_clock;
+static struct tw_wheel wheel;
+
+/* One of lwIP's cyclic timers (ARP, reassembly, ND6, MLD; TCP on demand). */
+struct cyclic {
+	struct tw_timer t;
+	const struct lwip_cyclic_timer *def;
+};
+
+static struct cyclic cyclic[CYCLIC_MAX];
+#define TCP_CYCLIC (&cyclic[0])	/* lwip_cyclic_timers[0] is tcp_tmr */
+
+/* A one-shot sys_timeout(). Kept on a list for sys_untimeout(). */
+struct oneshot {
+	struct tw_timer t;
+	sys_timeout_handler handler;
+	void *arg;
+	struct oneshot *prev, *next;
+};
+
+static struct oneshot oneshots = { .prev = &oneshots, .next = &oneshots };
+
+struct tw_clock *tcpip_clock(void)
+{
+	return &stack_clock;
+}
+
+uint64_t tcpip_now_ns(void)
+{
+	return tw_clock_now(&stack_clock);
+}
 
 u32_t sys_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (u32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+	return (u32_t)(tw_clock_now(&stack_clock) / NS_PER_MS);
 }
 
-void tcpip_timers_run(void)
+static bool tcp_busy(void)
 {
-	sys_check_timeouts();
+	return tcp_active_pcbs || tcp_tw_pcbs;
+}
+
+/* Next due time of a periodic timer: its last due time plus the period,
+ * or a period from now if it fell a whole period behind. */
+static uint64_t next_period(const struct tw_timer *t, uint64_t period, uint64_t now)
+{
+	uint64_t due = tw_timer_expires(t) + period;
+
+	return due > now ? due : now + period;
+}
+
+static void cyclic_fire(struct tw_timer *t)
+{
+	struct cyclic *c = (struct cyclic *)t;
+	uint64_t period = (uint64_t)c->def->interval_ms * NS_PER_MS;
+
+	c->def->handler();
+	if (c == TCP_CYCLIC && !tcp_busy())
+		return;	/* tcp_timer_needed() restarts it */
+	tw_timer_arm(&wheel, t, next_period(t, period, tcpip_now_ns()));
+}
+
+void tcp_timer_needed(void)
+{
+	LWIP_ASSERT_CORE_LOCKED();
+	if (!tw_timer_pending(&TCP_CYCLIC->t) && tcp_busy())
+		tw_timer_arm(&wheel, &TCP_CYCLIC->t, tcpip_now_ns() + TCP_TMR_INTERVAL * NS_PER_MS);
+}
+
+void sys_timeouts_init(void)
+{
+	uint64_t now;
+	int i;
+
+	LWIP_ASSERT("lwIP has more cyclic timers than timers.c holds",
+		    lwip_num_cyclic_timers <= CYCLIC_MAX);
+	LWIP_ASSERT("lwip_cyclic_timers[0] is tcp_tmr", lwip_cyclic_timers[0].handler == tcp_tmr);
+	now = tcpip_now_ns();
+	tw_wheel_init(&wheel, now);
+	for (i = 0; i < lwip_num_cyclic_timers; i++) {
+		cyclic[i].def = &lwip_cyclic_timers[i];
+		tw_timer_init(&cyclic[i].t, cyclic_fire);
+		if (&cyclic[i] != TCP_CYCLIC)
+			tw_timer_arm(&wheel, &cyclic[i].t,
+				     now + (uint64_t)cyclic[i].def->interval_ms * NS_PER_MS);
+	}
+}
+
+static void oneshot_unlink(struct oneshot *o)
+{
+	o->prev->next = o->next;
+	o->next->prev = o->prev;
+}
+
+static void oneshot_fire(struct tw_timer *t)
+{
+	struct oneshot *o = (struct oneshot *)t;
+	sys_timeout_handler handler = o->handler;
+	void *arg = o->arg;
+
+	oneshot_unlink(o);
+	free(o);
+	handler(arg);
+}
+
+void sys_timeout(u32_t msecs, sys_timeout_handler handler, void *arg)
+{
+	struct oneshot *o = malloc(sizeof(*o));
+
+	LWIP_ASSERT_CORE_LOCKED();
+	/* lwIP has no way to report this failure; its stock version asserts. */
+	LWIP_ASSERT("sys_timeout: out of memory", o != NULL);
+	o->handler = handler;
+	o->arg = arg;
+	o->next = &oneshots;
+	o->prev = oneshots.prev;
+	oneshots.prev->next = o;
+	oneshots.prev = o;
+	tw_timer_init(&o->t, oneshot_fire);
+	tw_timer_arm(&wheel, &o->t, tcpip_now_ns() + (uint64_t)msecs * NS_PER_MS);
+}
+
+void sys_untimeout(sys_timeout_handler handler, void *arg)
+{
+	struct oneshot *o;
+
+	LWIP_ASSERT_CORE_LOCKED();
+	for (o = oneshots.next; o != &oneshots; o = o->next) {
+		if (o->handler == handler && o->arg == arg) {
+			tw_timer_cancel(&wheel, &o->t);
+			oneshot_unlink(o);
+			free(o);
+			return;
+		}
+	}
+}
+
+size_t tcpip_timers_run(void)
+{
+	return tw_wheel_advance(&wheel, tcpip_now_ns());
+}
+
+uint64_t tcpip_timers_next_ns(void)
+{
+	return tw_wakeup_time(tw_wheel_next_deadline(&wheel));
 }
 
 int tcpip_timers_next_ms(void)
 {
-	u32_t ms = sys_timeouts_sleeptime();
+	uint64_t next = tcpip_timers_next_ns(), now = tcpip_now_ns(), ms;
 
-	if (ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE)
+	if (next == UINT64_MAX)
 		return -1;
-	return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+	if (next <= now)
+		return 0;
+	ms = (next - now + NS_PER_MS - 1) / NS_PER_MS;	/* never wake early */
+	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
