@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench.h - what netstack-bench's scenarios share with its main program
+ * (tools/bench.c): the exit codes, the one-line usage error, the timing
+ * clock, where output goes, and each scenario's entry point for the
+ * scenario table. A scenario parses its own options, runs, prints a table
+ * (and with --json, one JSON object per measurement per line) and reports
+ * its targets as PASS/MISS lines; missing a target is a result, not a
+ * failure, so it still exits 0.
+ */
+#ifndef NETSTACK_BENCH_H
+#define NETSTACK_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define BENCH_PROG "netstack-bench"
+
+enum {
+	BENCH_EXIT_OK = 0,
+	BENCH_EXIT_RUNTIME = 1,
+	BENCH_EXIT_USAGE = 2,
+};
+
+/* bench.c; kernel-doc there. */
+int bench_fail(int code, const char *scenario, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+uint64_t bench_now_ns(void);
+FILE *bench_table_file(bool json);
+
+/* The scenarios, one file each. */
+int bench_timers_main(int argc, char **argv);	/* bench_timers.c */
+
+#endif /* NETSTACK_BENCH_H */
