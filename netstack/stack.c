@@ -201,8 +201,10 @@ void ns_stack_run_once(struct ns_stack *s, bool block)
 	n = epoll_wait(s->epfd, evs, 16, timeout);
 	ns_lock(s);
 	s->sleeping = false;
-	if (n > 0)
+	if (n > 0) {
 		dispatch_ready(s, evs, n);
+		tcpip_time_wait_fixup();
+	}
 }
 
 static void *dispatcher(void *arg)

@@ -58,6 +58,10 @@ uint64_t tcpip_now_ns(void);
  */
 void tcpip_clock_use_source(uint64_t (*mono)(void *arg), void *arg);
 
+/* After input: start the TIME-WAIT clock of pcbs that just entered it
+ * (lwIP 2.1.3 would count from their last activity before close). */
+void tcpip_time_wait_fixup(void);
+
 /* Run every timer that is due. Return: callbacks run. */
 size_t tcpip_timers_run(void);
 /* Stack-clock ns at which to wake for the next due timer: its deadline

@@ -14,6 +14,7 @@
  *
  * All of it runs under the stack lock.
  */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -163,6 +164,30 @@ void sys_untimeout(sys_timeout_handler handler, void *arg)
 			free(o);
 			return;
 		}
+	}
+}
+
+/*
+ * lwIP 2.1.3 times TIME-WAIT (and the FIN-WAIT-2 timeout) from pcb->tmr,
+ * the last segment received - but stops refreshing it once the application
+ * has closed (TF_RXCLOSED). A connection idle for a minute before its close
+ * then left TIME-WAIT after one minute instead of 2 * MSL, and one idle for
+ * 2 * MSL at the next slow tick. lwIP gives no callback on entering
+ * TIME-WAIT, so after each input batch the newly entered pcbs (TCP_REG
+ * pushes them at the head of tcp_tw_pcbs) get their clock restarted, once:
+ * TF_NS_TW_TIMED marks them, a flag bit lwIP does not use.
+ */
+#define TF_NS_TW_TIMED 0x8000U
+static_assert(TF_NS_TW_TIMED > TF_SACK && (TF_NS_TW_TIMED & (TF_NS_TW_TIMED - 1)) == 0,
+	      "TF_NS_TW_TIMED must be a flag bit lwIP leaves free");
+
+void tcpip_time_wait_fixup(void)
+{
+	struct tcp_pcb *pcb;
+
+	for (pcb = tcp_tw_pcbs; pcb && !(pcb->flags & TF_NS_TW_TIMED); pcb = pcb->next) {
+		pcb->tmr = tcp_ticks;
+		tcp_set_flags(pcb, TF_NS_TW_TIMED);
 	}
 }
 

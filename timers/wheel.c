@@ -342,28 +342,70 @@ size_t tw_wheel_advance(struct tw_wheel *w, uint64_t now_ns)
 	return ran;
 }
 
+/* The earliest expiry tick in bucket (@lvl, @slot), or @fallback (the
+ * slot's start, always safe) when it holds more than TW_SCAN_MAX timers:
+ * exact for the few timers a stack has, bounded cost for a crowded wheel. */
+#define TW_SCAN_MAX 64
+
+static uint64_t bucket_min_tick(const struct tw_wheel *w, unsigned lvl, unsigned slot,
+				uint64_t fallback)
+{
+	const struct tw_link *head = &w->buckets[lvl * TW_LVL_SIZE + slot], *l;
+	uint64_t best = UINT64_MAX;
+	unsigned n = 0;
+
+	for (l = head->next; l != head; l = l->next) {
+		const struct tw_timer *t = container_of(l, struct tw_timer, link);
+		uint64_t tick = tick_of(t->expires);
+
+		if (++n > TW_SCAN_MAX)
+			return fallback;
+		if (tick < best)
+			best = tick;
+	}
+	return best;
+}
+
 /**
- * tw_wheel_next_deadline() - when tw_wheel_advance() next has work
+ * tw_wheel_next_deadline() - when the next timer fires
  * @w: the wheel
  *
  * Never later than the time the next timer fires (its expiry rounded up to
- * a tick), so sleeping until it misses nothing. It is exact when the next
- * event is a level-0 slot; when it is a cascade it is the start of a
- * level-l slot, at most 64^l - 1 ticks before the earliest expiry in that
- * slot. Every timer cascades at most TW_LEVELS - 1 times, so a caller that
- * sleeps until the deadline wakes early at most that often per timer.
+ * a tick), so sleeping until it misses nothing. Each level's next occupied
+ * slot holds that level's earliest timers (slots do not wrap), so the
+ * earliest expiry among those slots is exact: a sleeper wakes when a timer
+ * is due, not when one merely cascades. Only a slot above level 0 holding
+ * more than TW_SCAN_MAX timers is not scanned; its start (at most 64^l - 1
+ * ticks early) stands in, keeping the cost O(TW_LEVELS * TW_SCAN_MAX).
  *
  * Return: that time in ns; the wheel's now if a due timer waits for the
  * next advance; UINT64_MAX if no timer is pending.
  */
 uint64_t tw_wheel_next_deadline(const struct tw_wheel *w)
 {
-	uint64_t at;
+	uint64_t best = UINT64_MAX;
+	unsigned lvl;
 
 	if (w->occupied[0] & 1ull << (w->clk & TW_LVL_MASK))
 		return w->now;
-	at = next_event(w);
-	return at == UINT64_MAX ? UINT64_MAX : at * TW_TICK_NS;
+	for (lvl = 0; lvl < TW_LEVELS; lvl++) {
+		unsigned shift = lvl_shift(lvl);
+		uint64_t base = (w->clk >> shift) + 1, occ = w->occupied[lvl], rot, slot_no, at;
+		unsigned r = (unsigned)base & TW_LVL_MASK;
+
+		if (best <= base << shift)
+			break;	/* this level and those above start no earlier */
+		if (!occ)
+			continue;
+		rot = r ? occ >> r | occ << (64 - r) : occ;
+		slot_no = base + (uint64_t)__builtin_ctzll(rot);
+		at = slot_no << shift;
+		if (lvl > 0)
+			at = bucket_min_tick(w, lvl, (unsigned)slot_no & TW_LVL_MASK, at);
+		if (at < best)
+			best = at;
+	}
+	return best == UINT64_MAX ? UINT64_MAX : best * TW_TICK_NS;
 }
 
 /**

@@ -38,8 +38,9 @@
  *     5    ~12.4 days             2^30 .. 2^36 - 1           ~2.2 years
  *     6    ~2.2 years             2^36 .. 2^42 - 1           ~139 years
  *
- * The slot granularity bounds only how early tw_wheel_next_deadline() may
- * be, never when a timer fires. Past the last level: an expiry more than
+ * The slot granularity never bounds when a timer fires; next_deadline is
+ * exact unless a slot above level 0 holds more than 64 timers, when it may
+ * be early by up to that slot's granularity. Past the last level: an expiry more than
  * TW_WHEEL_TICKS - 1 ticks ahead (and any that would not fit in 64-bit ns)
  * is clamped to the last reachable tick, never wrapped into the near
  * future; tw_timer_expires() then reports the clamped time.
@@ -55,7 +56,8 @@
  * Cost: arm, re-arm and cancel are O(1). Advance is O(TW_LEVELS) per
  * non-empty slot it empties, plus O(1) per timer cascaded and O(log n) per
  * timer expired (the batch is sorted); time it skips over costs nothing.
- * next_deadline is O(TW_LEVELS).
+ * next_deadline is O(TW_LEVELS * 64): it scans each level's next slot, up
+ * to 64 timers, for the earliest expiry.
  *
  * Expiry and reset (libuv's uv__run_timers). Advance first collects every
  * due timer onto a local list ordered by (expiry, arming order), then pops
