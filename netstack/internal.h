@@ -23,6 +23,7 @@
 
 #define NS_RX_BATCH 32
 #define NS_DEFAULT_MAX_SOCKETS 65536u
+#define NS_MAX_HOOKS 8
 
 struct ns_nic {
 	int id;
@@ -77,6 +78,17 @@ struct ns_stack {
 	unsigned sock_hint;
 
 	struct ns_stats stats;
+
+	/* Checkpoints (snapshot.c). */
+	bool restored;		/* post-restore hooks run at the next start */
+	int64_t ckpt_count;
+	int ckpt_result;
+	pthread_cond_t ckpt_cond;
+	struct ns_hook {
+		ns_hook_fn fn;
+		void *arg;
+	} hooks[2][NS_MAX_HOOKS];
+
 	struct tap_rxframe rx[NS_RX_BATCH];
 	uint8_t *rxbuf;
 };
@@ -98,6 +110,20 @@ void ns_nic_destroy(struct ns_stack *s, struct ns_nic *nic);
 
 /* socket.c */
 void ns_socks_free_all(struct ns_stack *s);
+struct ns_state;
+struct ns_state_sock;
+/* Save the sockets that hold no connection state (lock held). */
+int ns_socks_save(struct ns_stack *s, struct ns_state *st);
+/* Recreate one under its number (lock held). */
+int ns_sock_restore(struct ns_stack *s, const struct ns_state_sock *ss);
+
+/* snapshot.c: the stack <-> struct ns_state (checkpoint/ writes it) */
+int ns_state_save(struct ns_stack *s, struct ns_state *st);
+int ns_state_load(struct ns_stack *s, const struct ns_state *st,
+		  const struct ns_restore_endpoint *eps, size_t neps);
+/* Count a checkpoint attempt and wake its waiters (lock held). */
+void ns_checkpoint_done(struct ns_stack *s, int result);
+int ns_hooks_run(struct ns_stack *s, enum ns_hook_kind kind);
 
 /* addr.c: conversions between the public and lwIP's address types */
 void ns_addr_to_ip(const struct ns_addr *a, ip_addr_t *ip);

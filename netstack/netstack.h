@@ -159,6 +159,130 @@ struct ns_stats {
 NS_EXPORT int ns_stack_stats(struct ns_stack *s, struct ns_stats *st);
 
 /* ------------------------------------------------------------------ */
+/* Checkpoint and restore                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A checkpoint writes the stack's state to a new image directory: the
+ * stack clock, NICs, addresses, routes, TCP listeners and UDP sockets under
+ * their socket numbers, counters. Established TCP connections are not
+ * saved: without leave_running the process is expected to go away, and
+ * after a restore their peers' next segments get RST, as from a rebooted
+ * host. Restore builds the stack again in a fresh process, with the stack
+ * clock continuing from the saved value (TCP timestamps keep rising).
+ */
+
+enum ns_compression {
+	NS_COMPRESSION_NONE = 0,
+};
+
+struct ns_checkpoint_opts {
+	bool leave_running;	/* resume afterwards; else the stack stays stopped */
+	enum ns_compression compression;
+};
+
+/**
+ * typedef ns_hook_fn - an embedder's checkpoint hook
+ * @s: the stack
+ * @arg: the arg given with the hook
+ *
+ * Pre-checkpoint hooks run after the stack is quiesced (no frames read, the
+ * clock frozen), before the image is written; a negative return fails the
+ * checkpoint. Post-restore hooks run once the restored stack serves. Hooks
+ * run without the stack lock and may call the API.
+ *
+ * Return: 0 or a negative errno.
+ */
+typedef int (*ns_hook_fn)(struct ns_stack *s, void *arg);
+
+enum ns_hook_kind {
+	NS_HOOK_PRE_CHECKPOINT,
+	NS_HOOK_POST_RESTORE,
+};
+
+/**
+ * ns_stack_add_hook() - register a checkpoint hook (at most 8 per kind)
+ * @s: the stack
+ * @kind: when it runs
+ * @fn: the hook
+ * @arg: passed to @fn
+ *
+ * Return: 0, -EINVAL, -ENOSPC.
+ */
+NS_EXPORT int ns_stack_add_hook(struct ns_stack *s, enum ns_hook_kind kind, ns_hook_fn fn, void *arg);
+
+/**
+ * ns_stack_checkpoint() - write the stack's state to an image directory
+ * @s: the stack; running or not
+ * @dir: a directory that does not exist yet or is empty; never a symlink
+ * @opts: options, or NULL for defaults (stop afterwards, no compression)
+ *
+ * Quiesces the stack (stops reading the link endpoints, freezes the clock),
+ * runs the pre-checkpoint hooks, writes the image (temporary names, fsync,
+ * rename: a failure never leaves an image that looks complete), then
+ * resumes if @opts->leave_running. Every attempt, failed or not, counts and
+ * wakes ns_stack_checkpoint_wait().
+ *
+ * Return: 0, -EEXIST (directory not empty), -EINVAL, -EOPNOTSUPP
+ * (compression), a hook's error, -errno from the file system.
+ */
+NS_EXPORT int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_checkpoint_opts *opts);
+
+/* One embedder-supplied endpoint for a restored NIC, matched by NIC name. */
+struct ns_restore_endpoint {
+	const char *nic_name;
+	struct ns_endpoint *ep;	/* the stack owns it once restore succeeds */
+};
+
+struct ns_restore_opts {
+	const struct ns_stack_config *config;	/* NULL: defaults */
+	/* NICs not listed here are re-attached by kind: a TAP by its device
+	 * name; an fd or channel NIC must be listed. */
+	const struct ns_restore_endpoint *endpoints;
+	size_t nendpoints;
+	bool start;		/* start the dispatcher (default false) */
+};
+
+/**
+ * ns_stack_restore() - build a stack from an image, in a fresh process
+ * @dir: the image directory
+ * @opts: options, or NULL
+ * @stackp: receives the stack
+ * @why: receives one line saying why a restore was refused, or NULL
+ * @whylen: room in @why
+ *
+ * The whole image is read and validated before anything is created. The
+ * stack clock continues from the saved value, so this must run before any
+ * other stack was created in the process (-EBUSY otherwise).
+ *
+ * Return: 0, -ENOENT, -EINVAL/-EBADMSG/-EPROTO (a bad, truncated, foreign
+ * or newer image), -EBUSY, -ENODEV (a NIC's endpoint could not be had),
+ * -errno.
+ */
+NS_EXPORT int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
+			       struct ns_stack **stackp, char *why, size_t whylen);
+
+/**
+ * ns_stack_checkpoint_count() - checkpoint attempts so far (restore counts)
+ * @s: the stack
+ * @last_result: receives the last attempt's result (0 or -errno), or NULL
+ *
+ * Return: the count (>= 0), -EINVAL.
+ */
+NS_EXPORT int64_t ns_stack_checkpoint_count(struct ns_stack *s, int *last_result);
+
+/**
+ * ns_stack_checkpoint_wait() - wait for the next checkpoint attempt
+ * @s: the stack
+ * @seen: a count from ns_stack_checkpoint_count(); waits until it grows
+ * @timeout_ms: -1 forever
+ *
+ * Return: the result of the attempt that ended the wait (0 or -errno),
+ * -ETIMEDOUT, -EINVAL.
+ */
+NS_EXPORT int ns_stack_checkpoint_wait(struct ns_stack *s, int64_t seen, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
 /* Link endpoints                                                      */
 /* ------------------------------------------------------------------ */
 
@@ -666,6 +790,36 @@ NS_EXPORT int ns_getsockopt(struct ns_stack *s, int sock, int level, int name, v
  * Return: 0, -EBADF.
  */
 NS_EXPORT int ns_set_nonblocking(struct ns_stack *s, int sock, bool on);
+
+enum ns_socket_state {
+	NS_SOCKET_UNBOUND,
+	NS_SOCKET_BOUND,
+	NS_SOCKET_LISTENING,
+	NS_SOCKET_CONNECTING,
+	NS_SOCKET_CONNECTED,
+	NS_SOCKET_CLOSED,	/* reset, timed out, or both directions shut down */
+};
+
+struct ns_socket_info {
+	int id;
+	int family;		/* AF_INET, AF_INET6 */
+	int type;		/* SOCK_STREAM, SOCK_DGRAM */
+	enum ns_socket_state state;
+	struct sockaddr_storage local;	/* family 0 when unbound */
+	struct sockaddr_storage remote;	/* family 0 when not connected */
+	int backlog;		/* listeners */
+	size_t rx_queued;	/* bytes (TCP) or datagram bytes (UDP) waiting */
+};
+
+/**
+ * ns_socket_list() - describe the open sockets, by increasing number
+ * @s: the stack
+ * @out: receives up to @cap entries (may be NULL when @cap is 0)
+ * @cap: room in @out
+ *
+ * Return: the number of open sockets (which may exceed @cap), -EINVAL.
+ */
+NS_EXPORT int ns_socket_list(struct ns_stack *s, struct ns_socket_info *out, size_t cap);
 
 /**
  * ns_poll() - poll(2) on stack sockets

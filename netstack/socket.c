@@ -19,7 +19,12 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <netinet/tcp.h>
+/* The socket option of that name; lwIP's TCP_MSS is a setting. */
+#undef TCP_MSS
+
 #include "internal.h"
+#include "state.h"
 
 struct ns_pollwait {
 	pthread_cond_t cond;
@@ -78,15 +83,20 @@ static int sock_free_slot(const struct ns_stack *s)
 	return -EMFILE;
 }
 
-/* Give @ep a socket number. Return: the number, -EMFILE, -ENOMEM. */
-static int sock_install(struct ns_stack *s, struct tcpip_ep *ep, bool nonblock)
+/* Give @ep socket number @want (or any free one when negative).
+ * Return: the number, -EMFILE, -EEXIST, -ENOMEM. */
+static int sock_install_at(struct ns_stack *s, struct tcpip_ep *ep, bool nonblock, int want)
 {
 	struct ns_sock *k;
-	int slot = sock_free_slot(s);
+	int slot = want >= 0 ? want : sock_free_slot(s);
 	unsigned id;
 
 	if (slot < 0)
 		return slot;
+	if ((unsigned)slot >= s->nsocks_cap)
+		return -EMFILE;
+	if (s->socks[slot])
+		return -EEXIST;
 	id = (unsigned)slot;
 	k = calloc(1, sizeof(*k));
 	if (!k)
@@ -103,8 +113,14 @@ static int sock_install(struct ns_stack *s, struct tcpip_ep *ep, bool nonblock)
 	ep->notify = sock_notify_stack;
 	ep->owner = k;
 	s->socks[id] = k;
-	s->sock_hint = id + 1;
+	if (want < 0)
+		s->sock_hint = id + 1;
 	return (int)id;
+}
+
+static int sock_install(struct ns_stack *s, struct tcpip_ep *ep, bool nonblock)
+{
+	return sock_install_at(s, ep, nonblock, -1);
 }
 
 static void deadline_after(struct timespec *ts, int64_t ms)
@@ -567,4 +583,198 @@ out:
 	free(links);
 	free(held);
 	return ready;
+}
+
+/* --- introspection --- */
+
+static enum ns_socket_state public_state(const struct tcpip_ep *ep)
+{
+	switch (ep->state) {
+	case TCPIP_NEW: return NS_SOCKET_UNBOUND;
+	case TCPIP_BOUND: return NS_SOCKET_BOUND;
+	case TCPIP_LISTEN: return NS_SOCKET_LISTENING;
+	case TCPIP_CONNECTING: return NS_SOCKET_CONNECTING;
+	case TCPIP_CONNECTED:
+		return ep->type == SOCK_STREAM && !ep->pcb.any ? NS_SOCKET_CLOSED : NS_SOCKET_CONNECTED;
+	default: return NS_SOCKET_CLOSED;
+	}
+}
+
+int ns_socket_list(struct ns_stack *s, struct ns_socket_info *out, size_t cap)
+{
+	unsigned i;
+	size_t n = 0;
+
+	if (!s || (!out && cap))
+		return -EINVAL;
+	ns_lock(s);
+	for (i = 0; i < s->nsocks_cap; i++) {
+		struct ns_sock *k = s->socks[i];
+		struct ns_socket_info *info;
+		socklen_t len;
+
+		if (!k)
+			continue;
+		if (n < cap) {
+			info = &out[n];
+			memset(info, 0, sizeof(*info));
+			info->id = k->id;
+			info->family = k->ep->family;
+			info->type = k->ep->type;
+			info->state = public_state(k->ep);
+			info->backlog = k->ep->backlog;
+			info->rx_queued = k->ep->rx_bytes;
+			if (info->state != NS_SOCKET_UNBOUND) {
+				len = sizeof(info->local);
+				tcpip_ep_name(k->ep, false, (struct sockaddr *)&info->local, &len);
+			}
+			len = sizeof(info->remote);
+			if (tcpip_ep_name(k->ep, true, (struct sockaddr *)&info->remote, &len))
+				memset(&info->remote, 0, sizeof(info->remote));
+		}
+		n++;
+	}
+	ns_unlock(s);
+	return (int)n;
+}
+
+/* --- checkpoint state --- */
+
+static int get_opt_int(struct tcpip_ep *ep, int level, int name)
+{
+	socklen_t len = sizeof(int);
+	int v = 0;
+
+	tcpip_ep_getsockopt(ep, level, name, &v, &len);
+	return v;
+}
+
+static bool save_one(struct ns_sock *k, struct ns_state_sock *ss)
+{
+	struct tcpip_ep *ep = k->ep;
+	struct linger lg;
+	socklen_t len = sizeof(lg);
+
+	memset(ss, 0, sizeof(*ss));
+	switch (ep->state) {
+	case TCPIP_NEW: ss->kind = NS_STATE_SOCK_UNBOUND; break;
+	case TCPIP_BOUND: ss->kind = NS_STATE_SOCK_BOUND; break;
+	case TCPIP_LISTEN: ss->kind = NS_STATE_SOCK_LISTEN; break;
+	case TCPIP_CONNECTED:
+		if (ep->type == SOCK_DGRAM) {
+			ss->kind = NS_STATE_SOCK_CONNECTED;
+			break;
+		}
+		return false;	/* a TCP connection: not saved */
+	default:
+		return false;
+	}
+	ss->id = k->id;
+	ss->family = ep->family;
+	ss->type = ep->type;
+	ss->local_len = sizeof(ss->local);
+	tcpip_ep_name(ep, false, (struct sockaddr *)&ss->local, &ss->local_len);
+	if (ss->kind == NS_STATE_SOCK_CONNECTED) {
+		ss->remote_len = sizeof(ss->remote);
+		tcpip_ep_name(ep, true, (struct sockaddr *)&ss->remote, &ss->remote_len);
+	}
+	ss->backlog = ep->backlog;
+	ss->nonblock = k->nonblock;
+	ss->rcvtimeo_ms = k->rcvtimeo_ms;
+	ss->sndtimeo_ms = k->sndtimeo_ms;
+	ss->reuseaddr = get_opt_int(ep, SOL_SOCKET, SO_REUSEADDR);
+	ss->rcvbuf = (unsigned)get_opt_int(ep, SOL_SOCKET, SO_RCVBUF);
+	ss->sndbuf = (unsigned)get_opt_int(ep, SOL_SOCKET, SO_SNDBUF);
+	if (tcpip_ep_getsockopt(ep, SOL_SOCKET, SO_LINGER, &lg, &len) == 0)
+		ss->linger0 = lg.l_onoff;
+	if (ep->family == AF_INET6)
+		ss->v6only = get_opt_int(ep, IPPROTO_IPV6, IPV6_V6ONLY);
+	if (ep->type == SOCK_STREAM) {
+		ss->keepalive = get_opt_int(ep, SOL_SOCKET, SO_KEEPALIVE);
+		ss->nodelay = get_opt_int(ep, IPPROTO_TCP, TCP_NODELAY);
+		ss->keep_idle_s = (unsigned)get_opt_int(ep, IPPROTO_TCP, TCP_KEEPIDLE);
+		ss->keep_intvl_s = (unsigned)get_opt_int(ep, IPPROTO_TCP, TCP_KEEPINTVL);
+		ss->keep_cnt = (unsigned)get_opt_int(ep, IPPROTO_TCP, TCP_KEEPCNT);
+	}
+	return true;
+}
+
+int ns_socks_save(struct ns_stack *s, struct ns_state *st)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < s->nsocks_cap; i++)
+		n += s->socks[i] != NULL;
+	st->socks = calloc(n ? n : 1, sizeof(*st->socks));
+	if (!st->socks)
+		return -ENOMEM;
+	st->nsocks = 0;
+	for (i = 0; i < s->nsocks_cap; i++)
+		if (s->socks[i] && save_one(s->socks[i], &st->socks[st->nsocks]))
+			st->nsocks++;
+	return 0;
+}
+
+static int set_opt_int(struct tcpip_ep *ep, int level, int name, int v)
+{
+	return tcpip_ep_setsockopt(ep, level, name, &v, sizeof(v));
+}
+
+/* Options first (IPV6_V6ONLY must precede bind), then bind, listen or
+ * connect, as the application did. */
+static int restore_ep(struct tcpip_ep *ep, const struct ns_state_sock *ss)
+{
+	struct linger lg = { .l_onoff = ss->linger0, .l_linger = 0 };
+	int rc = 0;
+
+	if (ss->family == AF_INET6)
+		rc = set_opt_int(ep, IPPROTO_IPV6, IPV6_V6ONLY, ss->v6only);
+	if (!rc)
+		rc = set_opt_int(ep, SOL_SOCKET, SO_REUSEADDR, ss->reuseaddr);
+	if (!rc && ss->rcvbuf)
+		rc = set_opt_int(ep, SOL_SOCKET, SO_RCVBUF, (int)ss->rcvbuf);
+	if (!rc && ss->sndbuf)
+		rc = set_opt_int(ep, SOL_SOCKET, SO_SNDBUF, (int)ss->sndbuf);
+	if (!rc)
+		rc = tcpip_ep_setsockopt(ep, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	if (!rc && ss->type == SOCK_STREAM) {
+		rc = set_opt_int(ep, SOL_SOCKET, SO_KEEPALIVE, ss->keepalive);
+		if (!rc)
+			rc = set_opt_int(ep, IPPROTO_TCP, TCP_NODELAY, ss->nodelay);
+		if (!rc && ss->keep_idle_s)
+			rc = set_opt_int(ep, IPPROTO_TCP, TCP_KEEPIDLE, (int)ss->keep_idle_s);
+		if (!rc && ss->keep_intvl_s)
+			rc = set_opt_int(ep, IPPROTO_TCP, TCP_KEEPINTVL, (int)ss->keep_intvl_s);
+		if (!rc && ss->keep_cnt)
+			rc = set_opt_int(ep, IPPROTO_TCP, TCP_KEEPCNT, (int)ss->keep_cnt);
+	}
+	if (!rc && ss->kind != NS_STATE_SOCK_UNBOUND)
+		rc = tcpip_ep_bind(ep, (const struct sockaddr *)&ss->local, ss->local_len);
+	if (!rc && ss->kind == NS_STATE_SOCK_LISTEN)
+		rc = tcpip_ep_listen(ep, ss->backlog);
+	if (!rc && ss->kind == NS_STATE_SOCK_CONNECTED)
+		rc = tcpip_ep_connect(ep, (const struct sockaddr *)&ss->remote, ss->remote_len);
+	return rc;
+}
+
+int ns_sock_restore(struct ns_stack *s, const struct ns_state_sock *ss)
+{
+	struct tcpip_ep *ep;
+	struct ns_sock *k;
+	int rc;
+
+	rc = tcpip_ep_new(ss->family, ss->type, NULL, NULL, &ep);
+	if (rc)
+		return rc;
+	rc = restore_ep(ep, ss);
+	if (!rc)
+		rc = sock_install_at(s, ep, ss->nonblock, ss->id);
+	if (rc < 0) {
+		tcpip_ep_close(ep);
+		return rc;
+	}
+	k = s->socks[rc];
+	k->rcvtimeo_ms = ss->rcvtimeo_ms;
+	k->sndtimeo_ms = ss->sndtimeo_ms;
+	return 0;
 }

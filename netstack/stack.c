@@ -141,6 +141,9 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 		rc = -errno;
 		goto fail_notify;
 	}
+	rc = tcpip_cond_init(&s->ckpt_cond);
+	if (rc)
+		goto fail_notify;
 	the_stack = s;
 	tcpip_unlock();
 	*stackp = s;
@@ -220,6 +223,7 @@ static void *dispatcher(void *arg)
 
 int ns_stack_start(struct ns_stack *s)
 {
+	bool restored;
 	int rc;
 
 	if (!s)
@@ -233,7 +237,13 @@ int ns_stack_start(struct ns_stack *s)
 	rc = -pthread_create(&s->thread, NULL, dispatcher, s);
 	if (rc == 0)
 		s->running = true;
+	restored = rc == 0 && s->restored;
+	s->restored = false;
 	ns_unlock(s);
+	/* A restored stack serves from here on: its post-restore hooks run
+	 * once, without the lock. */
+	if (restored)
+		rc = ns_hooks_run(s, NS_HOOK_POST_RESTORE);
 	return rc;
 }
 
@@ -292,6 +302,7 @@ void ns_stack_free(struct ns_stack *s)
 	close(s->epfd);
 	close(s->wakefd);
 	close(s->notifyfd);
+	pthread_cond_destroy(&s->ckpt_cond);
 	the_stack = NULL;
 	tcpip_unlock();
 	free(s);

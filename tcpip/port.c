@@ -80,6 +80,23 @@ void tcpip_clock_use_source(uint64_t (*mono)(void *arg), void *arg)
 	clock_ready = true;
 }
 
+static bool lwip_ready;
+
+int tcpip_clock_continue(uint64_t now_ns)
+{
+	int rc = -EBUSY;
+
+	tcpip_lock();
+	if (!lwip_ready) {
+		tw_clock_init(tcpip_clock());
+		tw_clock_set(tcpip_clock(), now_ns);
+		clock_ready = true;
+		rc = 0;
+	}
+	tcpip_unlock();
+	return rc;
+}
+
 static void init_lwip(void)
 {
 	bool held = lock_held;
@@ -92,6 +109,7 @@ static void init_lwip(void)
 		tw_clock_init(tcpip_clock());
 	clock_ready = true;
 	lwip_init();
+	lwip_ready = true;
 	if (!held)
 		tcpip_unlock();
 }

@@ -58,6 +58,16 @@ uint64_t tcpip_now_ns(void);
  */
 void tcpip_clock_use_source(uint64_t (*mono)(void *arg), void *arg);
 
+/**
+ * tcpip_clock_continue() - make the stack clock read @now_ns now and go on
+ * from there (a restore continues a checkpoint's time)
+ * @now_ns: the saved stack time
+ *
+ * Only before the first tcpip_init(): lwIP's timers are armed on the clock.
+ * Return: 0, -EBUSY if lwIP was already initialised in this process.
+ */
+int tcpip_clock_continue(uint64_t now_ns);
+
 /* After input: start the TIME-WAIT clock of pcbs that just entered it
  * (lwIP 2.1.3 would count from their last activity before close). */
 void tcpip_time_wait_fixup(void);

@@ -18,7 +18,8 @@ cc -std=c11 -Wall -Wextra -Werror -o "$tmp/embedder-shared" "$here/embedder.c" \
 LD_LIBRARY_PATH="$(dirname "$libdir")" "$tmp/embedder-shared"
 
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/embedder-static" "$here/embedder.c" \
-	$(pkg-config --cflags netstack) "$(dirname "$libdir")/libnetstack.a" -lpthread
+	$(pkg-config --cflags netstack) "$(dirname "$libdir")/libnetstack.a" \
+	$(pkg-config --libs --static netstack | sed 's/-lnetstack//')
 "$tmp/embedder-static"
 
 # Nothing but the public API may be exported from the shared library.

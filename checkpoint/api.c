@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * api.c - ns_stack_checkpoint() and ns_stack_restore(): the sequence of a
+ * checkpoint (quiesce, freeze the clock, hooks, capture, write, resume or
+ * stay stopped, count the attempt) and of a restore (validate the whole
+ * image first, continue the clock, build the stack, count). The state comes
+ * from netstack/ as plain C; image.c owns the format.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "image.h"
+#include "internal.h"
+#include "state.h"
+
+#define WHY_MAX 256
+
+int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_checkpoint_opts *opts)
+{
+	struct ns_checkpoint_opts def = { 0 };
+	struct ns_state st = { 0 };
+	char why[WHY_MAX] = "";
+	bool was_running;
+	int rc;
+
+	if (!s)
+		return -EINVAL;
+	if (!opts)
+		opts = &def;
+	ns_lock(s);
+	was_running = s->running;
+	ns_unlock(s);
+	if (!dir || !dir[0]) {
+		rc = -EINVAL;
+		goto count;
+	}
+	if (opts->compression != NS_COMPRESSION_NONE) {
+		rc = -EOPNOTSUPP;
+		goto count;
+	}
+	/* Quiesce: no frame is read and no timer fires from here on, and the
+	 * stack's time stands still while the image is written. Frames are
+	 * written to the endpoints synchronously, so none is left queued. */
+	if (was_running)
+		ns_stack_stop(s);
+	ns_lock(s);
+	tw_clock_freeze(tcpip_clock());
+	ns_unlock(s);
+	rc = ns_hooks_run(s, NS_HOOK_PRE_CHECKPOINT);
+	if (!rc) {
+		ns_lock(s);
+		rc = ns_state_save(s, &st);
+		st.checkpoint_count = (uint64_t)s->ckpt_count + 1;	/* this attempt */
+		ns_unlock(s);
+	}
+	if (!rc)
+		rc = ckpt_image_write(dir, &st, why, sizeof(why));
+	ns_state_release(&st);
+	if (opts->leave_running) {
+		ns_lock(s);
+		tw_clock_thaw(tcpip_clock());
+		ns_unlock(s);
+		if (was_running)
+			ns_stack_start(s);
+	}
+count:
+	ns_lock(s);
+	if (rc)
+		ns_log(s, NS_LOG_ERR, "checkpoint to %s failed: %s", dir ? dir : "(null)",
+		       why[0] ? why : strerror(-rc));
+	ns_checkpoint_done(s, rc);
+	ns_unlock(s);
+	return rc;
+}
+
+static void say(char *why, size_t whylen, const char *fmt, const char *arg)
+{
+	if (why && whylen)
+		snprintf(why, whylen, fmt, arg);
+}
+
+int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
+		     struct ns_stack **stackp, char *why, size_t whylen)
+{
+	struct ns_restore_opts def = { 0 };
+	struct ns_state st = { 0 };
+	char reason[WHY_MAX] = "";
+	struct ns_stack *s;
+	int rc;
+
+	if (!dir || !stackp)
+		return -EINVAL;
+	if (!opts)
+		opts = &def;
+	/* Everything is validated before anything is created. */
+	rc = ckpt_image_read(dir, &st, reason, sizeof(reason));
+	if (rc) {
+		say(why, whylen, "%s", reason);
+		return rc;
+	}
+	rc = tcpip_clock_continue(st.clock_ns);
+	if (rc) {
+		say(why, whylen, "%s", "restore needs a fresh process: a stack existed here before");
+		goto out;
+	}
+	rc = ns_stack_new(opts->config, &s);
+	if (rc) {
+		say(why, whylen, "cannot create the stack: %s", strerror(-rc));
+		goto out;
+	}
+	rc = ns_state_load(s, &st, opts->endpoints, opts->nendpoints);
+	if (rc) {
+		say(why, whylen, "cannot rebuild the stack from the image: %s", strerror(-rc));
+		ns_stack_free(s);
+		goto out;
+	}
+	ns_lock(s);
+	s->restored = true;
+	ns_checkpoint_done(s, 0);	/* a restore counts as an attempt */
+	ns_unlock(s);
+	if (opts->start && (rc = ns_stack_start(s))) {
+		say(why, whylen, "cannot start the stack: %s", strerror(-rc));
+		ns_stack_free(s);
+		goto out;
+	}
+	*stackp = s;
+out:
+	ns_state_release(&st);
+	return rc;
+}
