@@ -30,6 +30,10 @@ static const struct scenario scenarios[] = {
 	  "timer wheel vs lwIP's stock timeouts: arm+cancel and arm+expire\n"
 	  "with 1k..1M timers pending; CPU of 1,000 periodic 10 ms timers",
 	  bench_timers_main },
+	{ "checkpoint", "[--json]",
+	  "checkpoint time and restore-to-first-response time with 1, 1,000\n"
+	  "and 10,000 TCP listeners, each step in a fresh process",
+	  bench_checkpoint_main },
 };
 
 #define SCENARIO_COUNT (sizeof(scenarios) / sizeof(scenarios[0]))

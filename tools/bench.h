@@ -31,5 +31,6 @@ FILE *bench_table_file(bool json);
 
 /* The scenarios, one file each. */
 int bench_timers_main(int argc, char **argv);	/* bench_timers.c */
+int bench_checkpoint_main(int argc, char **argv);	/* bench_checkpoint.c */
 
 #endif /* NETSTACK_BENCH_H */
