@@ -10,7 +10,9 @@
  * -------------------
  * services_start() opens one socket per service: a TCP service listens on
  * [::]:PORT and runs an acceptor thread; a UDP service binds [::]:PORT and
- * runs one thread that echoes datagrams. Every accepted connection gets a
+ * runs one thread that echoes datagrams. services_adopt() does the same on
+ * sockets that exist already (a restored stack keeps its listeners and UDP
+ * sockets under their numbers), after checking each one through the API. Every accepted connection gets a
  * struct conn, linked on the set's list, and a detached worker thread that
  * serves it with blocking ns_recv()/ns_send() and then releases it.
  *
@@ -983,15 +985,68 @@ static int listener_open(struct services *svc, struct listener *l)
 	return l->buf ? 0 : -ENOMEM;
 }
 
-/* Everything services_start() validates before it touches the stack. */
-static int specs_check(const struct service_spec *specs, size_t n, size_t *bad)
+/*
+ * Take over @sock for the service: check that it is what the service would
+ * have opened (a TCP listener or a bound UDP socket, on the service's port).
+ * Nothing is changed on the socket, so a refusal leaves it as it was.
+ */
+static int listener_adopt(struct services *svc, struct listener *l, int sock)
+{
+	bool tcp = l->spec.proto == SERVICE_TCP;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(int);
+	int type = 0, listening = 0;
+	uint16_t port;
+	int ret;
+
+	ret = ns_getsockopt(svc->stack, sock, SOL_SOCKET, SO_TYPE, &type, &len);
+	if (ret < 0)
+		return ret;
+	if (type != (tcp ? SOCK_STREAM : SOCK_DGRAM))
+		return -EPROTOTYPE;
+	if (tcp) {
+		len = sizeof(listening);
+		ret = ns_getsockopt(svc->stack, sock, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+		if (ret < 0)
+			return ret;
+		if (!listening)
+			return -ENOTCONN;
+	}
+	len = sizeof(ss);
+	ret = ns_getsockname(svc->stack, sock, (struct sockaddr *)&ss, &len);
+	if (ret < 0)
+		return ret;
+	if (ss.ss_family == AF_INET6)
+		port = ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+	else if (ss.ss_family == AF_INET)
+		port = ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+	else
+		return -ENOTCONN;	/* unbound */
+	if (port == 0)
+		return -ENOTCONN;
+	if (port != l->spec.port)
+		return -EADDRNOTAVAIL;
+	if (!tcp) {
+		l->buf = malloc(SERVICE_BUF_SIZE);
+		if (!l->buf)
+			return -ENOMEM;
+	}
+	l->sock = sock;
+	return 0;
+}
+
+/* Everything services_start() and services_adopt() validate before they
+ * touch the stack; @socks is NULL for services_start(). */
+static int specs_check(const struct service_spec *specs, const int *socks, size_t n, size_t *bad)
 {
 	for (size_t i = 0; i < n; i++) {
 		*bad = i;
-		if (!spec_valid(&specs[i]))
+		if (!spec_valid(&specs[i]) || (socks && socks[i] < 0))
 			return -EINVAL;
 		for (size_t j = 0; j < i; j++) {
 			if (specs[j].proto == specs[i].proto && specs[j].port == specs[i].port)
+				return -EEXIST;
+			if (socks && socks[j] == socks[i])
 				return -EEXIST;
 		}
 	}
@@ -999,9 +1054,11 @@ static int specs_check(const struct service_spec *specs, size_t n, size_t *bad)
 	return 0;
 }
 
-int services_start(struct ns_stack *s, const char *id, const struct service_spec *specs, size_t n,
-		   struct services **out, size_t *failed)
+/* services_start() with @socks NULL, services_adopt() otherwise. */
+static int start(struct ns_stack *s, const char *id, const struct service_spec *specs,
+		 const int *socks, size_t n, struct services **out, size_t *failed)
 {
+	bool adopting = socks != NULL;
 	pthread_condattr_t cattr;
 	struct services *svc;
 	size_t bad = n, i;
@@ -1012,7 +1069,7 @@ int services_start(struct ns_stack *s, const char *id, const struct service_spec
 		ret = -EINVAL;
 		goto fail_args;
 	}
-	ret = specs_check(specs, n, &bad);
+	ret = specs_check(specs, socks, n, &bad);
 	if (ret)
 		goto fail_args;
 
@@ -1056,7 +1113,7 @@ int services_start(struct ns_stack *s, const char *id, const struct service_spec
 		(void)services_format(&l->spec, l->name, sizeof(l->name));
 	}
 	for (i = 0; i < n; i++) {
-		ret = listener_open(svc, &svc->l[i]);
+		ret = socks ? listener_adopt(svc, &svc->l[i], socks[i]) : listener_open(svc, &svc->l[i]);
 		if (ret) {
 			bad = i;
 			goto fail_started;
@@ -1069,6 +1126,9 @@ int services_start(struct ns_stack *s, const char *id, const struct service_spec
 				      l->spec.proto == SERVICE_TCP ? acceptor_main : udp_main, l);
 		if (ret) {
 			bad = n;
+			/* Threads are blocked on the sockets: only closing them
+			 * wakes those threads, adopted or not. */
+			adopting = false;
 			goto fail_started;
 		}
 		l->running = true;
@@ -1077,6 +1137,9 @@ int services_start(struct ns_stack *s, const char *id, const struct service_spec
 	return 0;
 
 fail_started:
+	/* A refused adoption leaves the caller's sockets open. */
+	for (i = 0; adopting && i < n; i++)
+		svc->l[i].closed = true;
 	services_stop(svc);
 	goto fail_args;
 fail_attr_set:
@@ -1091,6 +1154,30 @@ fail_args:
 	if (failed)
 		*failed = bad;
 	return ret;
+}
+
+int services_start(struct ns_stack *s, const char *id, const struct service_spec *specs, size_t n,
+		   struct services **out, size_t *failed)
+{
+	return start(s, id, specs, NULL, n, out, failed);
+}
+
+int services_adopt(struct ns_stack *s, const char *id, const struct service_spec *specs,
+		   const int *socks, size_t n, struct services **out, size_t *failed)
+{
+	if (n > 0 && !socks) {
+		if (failed)
+			*failed = n;
+		return -EINVAL;
+	}
+	return start(s, id, specs, socks ? socks : (const int[1]){ 0 }, n, out, failed);
+}
+
+int services_socket(const struct services *svc, size_t i)
+{
+	if (!svc || i >= svc->n || svc->l[i].sock < 0)
+		return -EINVAL;
+	return svc->l[i].sock;
 }
 
 void services_stop(struct services *svc)

@@ -100,6 +100,45 @@ int services_start(struct ns_stack *s, const char *id, const struct service_spec
 		   struct services **out, size_t *failed);
 
 /**
+ * services_adopt() - serve on sockets that exist already (after a restore)
+ * @s: the stack; it must outlive the services (call services_stop() first)
+ * @id: the stack ID that HTTP names, at most SERVICE_ID_MAX bytes; copied
+ * @specs: the services; copied. No two may share protocol and port.
+ * @socks: for each spec, the number of its socket in @s: for TCP a listener
+ *         on PORT, for UDP a datagram socket bound to PORT; copied
+ * @n: how many
+ * @out: receives the running set
+ * @failed: as for services_start(); may be NULL
+ *
+ * A restored stack keeps its listeners and UDP sockets under their socket
+ * numbers; this starts the same threads services_start() would on them,
+ * instead of creating new sockets. Each socket is checked through the public
+ * API first (SO_TYPE, SO_ACCEPTCONN, the bound port). From a successful call
+ * on, the set owns the sockets and services_stop() closes them; on failure
+ * none is closed and nothing is left running.
+ *
+ * Return: 0; -EINVAL (bad spec, ID or socket number), -EEXIST (two specs
+ * share protocol and port, or two share a socket), -EBADF (no such socket),
+ * -EPROTOTYPE (a stream socket for a UDP service or the reverse), -ENOTCONN
+ * (a TCP socket that is not listening, a UDP socket that is not bound),
+ * -EADDRNOTAVAIL (bound to another port), or the -errno of thread creation.
+ */
+int services_adopt(struct ns_stack *s, const char *id, const struct service_spec *specs,
+		   const int *socks, size_t n, struct services **out, size_t *failed);
+
+/**
+ * services_socket() - the socket number a service runs on
+ * @svc: the set
+ * @i: the service's index in the specs given to services_start() or
+ *     services_adopt()
+ *
+ * A checkpoint records these numbers so that a restore can adopt them.
+ *
+ * Return: the socket number (>= 0), -EINVAL for a bad @i.
+ */
+int services_socket(const struct services *svc, size_t i);
+
+/**
  * services_stop() - stop all services and free them
  * @svc: the set, or NULL
  *
