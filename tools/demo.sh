@@ -3,7 +3,8 @@
 # demo.sh - netstack end to end in one command (as root): install what is
 # needed, build, start `netstack run` on a TAP in a private network namespace
 # and let the Linux kernel talk to it - ping and HTTP over IPv4 and IPv6, UDP
-# echo, 1 MiB through TCP echo checked by sha256. Whatever happens, the
+# echo, 1 MiB through TCP echo checked by sha256; then checkpoint the stack
+# (its daemon exits), restore it in a new process, and check it all again. Whatever happens, the
 # namespace and the stack are gone when it exits; it exits non-zero if any
 # step failed.
 #
@@ -28,6 +29,7 @@ BIN=${NETSTACK_BIN:-$here/build/tools/netstack}
 SERVICES=(tcp:80:http tcp:7:echo udp:7:echo)
 
 work=$(mktemp -d)
+ROOT="$work/root"
 stack_pid=""
 current_step=""
 
@@ -58,6 +60,7 @@ cleanup() {
 		show_stack_log
 	fi
 	stack_stop quiet
+	[ -x "$BIN" ] && "$BIN" --root "$ROOT" kill "$ID" KILL >/dev/null 2>&1
 	if ip netns list 2>/dev/null | grep -qw "^$NS"; then
 		for pid in $(ip netns pids "$NS" 2>/dev/null); do
 			kill -KILL "$pid" 2>/dev/null
@@ -126,7 +129,7 @@ net_up() {
 
 stack_start() {
 	step "start netstack on $TAP ($STACK4/24, $STACK6/64; ${SERVICES[*]})"
-	local args=(run --tap "$TAP" --ip "$STACK4/24" --ip "$STACK6/64")
+	local args=(--root "$ROOT" run --tap "$TAP" --ip "$STACK4/24" --ip "$STACK6/64")
 	local s
 	for s in "${SERVICES[@]}"; do
 		args+=(--service "$s")
@@ -228,6 +231,59 @@ check_all() {
 	check_echo
 }
 
+# Checkpoint the running stack (which then exits: no --leave-running), and
+# check that its daemon is gone and an image was written.
+stack_checkpoint() {
+	step "checkpoint the stack to an image; the daemon exits (netstack checkpoint)"
+	say "    \$ $BIN --root $ROOT checkpoint --image-path $work/image $ID"
+	"$BIN" --root "$ROOT" checkpoint --image-path "$work/image" "$ID" ||
+		fail "netstack checkpoint failed"
+	local pid=$stack_pid _
+	stack_pid=""
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && fail "the checkpointed daemon (pid $pid) is still running"
+	wait "$pid" 2>/dev/null || true
+	[ -s "$work/image/state.pb" ] || fail "no state.pb in the image"
+	ok "image $(du -sh "$work/image" | cut -f1) in $work/image; daemon pid $pid gone"
+	ip netns exec "$NS" curl -sS --max-time 1 "http://$STACK4/" >/dev/null 2>&1 &&
+		fail "something still answers on $STACK4 after the checkpoint"
+	ok "nothing answers on $STACK4 now"
+}
+
+# Restore in a new daemon process, time it to the first HTTP answer.
+stack_restore() {
+	step "restore from the image in a new process (netstack restore --detach)"
+	say "    \$ ip netns exec $NS $BIN --root $ROOT restore --image-path $work/image --detach $ID"
+	local t0 t1 t2 _
+	t0=$(date +%s%N)
+	ip netns exec "$NS" "$BIN" --root "$ROOT" restore --image-path "$work/image" --detach "$ID" ||
+		fail "netstack restore failed"
+	t1=$(date +%s%N)
+	for _ in $(seq 200); do
+		ip netns exec "$NS" curl -sS --max-time 1 "http://$STACK4/" >/dev/null 2>&1 && break
+		sleep 0.01
+	done
+	t2=$(date +%s%N)
+	ip netns exec "$NS" curl -sS --max-time 2 "http://$STACK4/" >/dev/null 2>&1 ||
+		fail "the restored stack does not answer HTTP"
+	ok "restore command took $(( (t1 - t0) / 1000000 )) ms; first HTTP answer $(( (t2 - t0) / 1000000 )) ms after it started"
+	ok "$("$BIN" --root "$ROOT" state "$ID" | tr -d '\n' | grep -o '"restore_ms":[^,]*')"
+}
+
+restored_stop() {
+	step "stop the restored daemon (netstack kill)"
+	"$BIN" --root "$ROOT" kill "$ID" || fail "netstack kill failed"
+	local _
+	for _ in $(seq 50); do
+		"$BIN" --root "$ROOT" list 2>/dev/null | grep -qw "$ID" || break
+		sleep 0.1
+	done
+	ok "stopped"
+}
+
 stack_alive() {
 	if [ -z "$stack_pid" ] || ! kill -0 "$stack_pid" 2>/dev/null; then
 		fail "netstack is no longer running"
@@ -242,10 +298,10 @@ main() {
 	stack_start
 	check_all
 	stack_alive
-	# Seam for checkpoint/restore: checkpoint the running stack here, kill
-	# it, restore it from the image (re-attaching $TAP), then run
-	# check_all again against the restored stack.
-	stack_stop
+	stack_checkpoint
+	stack_restore
+	check_all
+	restored_stop
 }
 
 main "$@"
