@@ -65,6 +65,10 @@ int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_che
 		ns_unlock(s);
 		if (was_running)
 			ns_stack_start(s);
+	} else if (!rc) {
+		ns_lock(s);
+		s->tx_frozen = true;	/* until ns_stack_start() resumes it */
+		ns_unlock(s);
 	}
 count:
 	ns_lock(s);

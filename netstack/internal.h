@@ -81,6 +81,7 @@ struct ns_stack {
 
 	/* Checkpoints (snapshot.c). */
 	bool restored;		/* post-restore hooks run at the next start */
+	bool tx_frozen;		/* checkpointed, not resumed: nothing is sent */
 	int64_t ckpt_count;
 	int ckpt_result;
 	pthread_cond_t ckpt_cond;

@@ -42,6 +42,12 @@ static err_t nic_linkoutput(struct netif *netif, struct pbuf *p)
 	struct pbuf *q;
 	int n = 0;
 
+	/* A stack checkpointed without leave-running is frozen as the image
+	 * shows it: tearing it down must not tell peers (no FIN, no RST), so
+	 * that after a restore their connections are reset, as by a host that
+	 * rebooted - not closed at checkpoint time. */
+	if (nic->stack->tx_frozen)
+		return ERR_OK;
 	if (!nic->link_up || nic->failed)
 		goto drop;
 	for (q = p; q; q = q->next) {

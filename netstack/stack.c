@@ -23,6 +23,7 @@
 #include "lwip/ip4_frag.h"
 #include "lwip/ip6_frag.h"
 #include "lwip/stats.h"
+#include "clock.h"
 #include "internal.h"
 
 static_assert(NS_TAP_CREATE == TAP_CREATE, "public and tap/ flags differ");
@@ -234,6 +235,11 @@ int ns_stack_start(struct ns_stack *s)
 		return -EALREADY;
 	}
 	s->stopping = false;
+	if (s->tx_frozen) {
+		/* Resuming a stack that stayed stopped after its checkpoint. */
+		s->tx_frozen = false;
+		tw_clock_thaw(tcpip_clock());
+	}
 	rc = -pthread_create(&s->thread, NULL, dispatcher, s);
 	if (rc == 0)
 		s->running = true;
