@@ -59,13 +59,15 @@ int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_che
 	if (!rc)
 		rc = ckpt_image_write(dir, &st, why, sizeof(why));
 	ns_state_release(&st);
-	if (opts->leave_running) {
+	/* A failed checkpoint changes nothing: the stack resumes, as runsc
+	 * leaves a sandbox running when its checkpoint fails. */
+	if (opts->leave_running || rc) {
 		ns_lock(s);
 		tw_clock_thaw(tcpip_clock());
 		ns_unlock(s);
 		if (was_running)
 			ns_stack_start(s);
-	} else if (!rc) {
+	} else {
 		ns_lock(s);
 		s->tx_frozen = true;	/* until ns_stack_start() resumes it */
 		ns_unlock(s);

@@ -220,7 +220,8 @@ NS_EXPORT int ns_stack_add_hook(struct ns_stack *s, enum ns_hook_kind kind, ns_h
  * Quiesces the stack (stops reading the link endpoints, freezes the clock),
  * runs the pre-checkpoint hooks, writes the image (temporary names, fsync,
  * rename: a failure never leaves an image that looks complete), then
- * resumes if @opts->leave_running. Otherwise, after a successful checkpoint,
+ * resumes if @opts->leave_running. A failed checkpoint always resumes: it
+ * changes nothing but the count. Otherwise, after a successful checkpoint,
  * the stack stays stopped and silent: closing its sockets or freeing it sends
  * nothing (no FIN, no RST), so peers see a frozen host and, after a restore,
  * get RST for connections that were not saved; ns_stack_start() resumes it.

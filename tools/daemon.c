@@ -2488,22 +2488,28 @@ static bool do_checkpoint(struct daemon *d, int fd, const struct control_request
 		if (!why[0])
 			snprintf(why, sizeof(why), "checkpoint to %s failed: %s", req->path,
 				 strerror(-rc));
-		snprintf(msg, sizeof(msg), "%s%s", why,
-			 req->leave_running ? "" : "; the stack stays stopped, the daemon exits");
+		/* The library resumed the stack: a failed checkpoint changes
+		 * nothing, the daemon serves on (as runsc's sandbox does). */
+		snprintf(msg, sizeof(msg), "%s; the stack keeps running", why);
 		done_set(d, rc, msg);
 		reply(fd, false, msg);
-		if (!req->leave_running)
-			end_request(d, DAEMON_END_FAILED);
 		goto out;
 	}
 	rc = run_config_write(d, req->path);
 	if (rc) {
+		/* The image is unusable to 'restore' without its config: serve
+		 * on. After a successful checkpoint ns_stack_start() resumes a
+		 * stack that stayed stopped (and thaws its clock). */
+		int rs = req->leave_running ? 0 : ns_stack_start(d->stack);
+
 		snprintf(msg, sizeof(msg), "image written to %s, but not its %s: %s%s", req->path,
 			 RUN_CONFIG_FILE, strerror(-rc),
-			 req->leave_running ? "" : "; the stack stays stopped, the daemon exits");
+			 req->leave_running ? ""
+			 : rs ? "; the stack cannot resume, the daemon exits"
+			      : "; the stack resumed");
 		done_set(d, rc, msg);
 		reply(fd, false, msg);
-		if (!req->leave_running)
+		if (rs)
 			end_request(d, DAEMON_END_FAILED);
 		goto out;
 	}

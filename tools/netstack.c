@@ -233,8 +233,9 @@ static void usage_checkpoint(FILE *f)
 		"Without --leave-running the daemon exits afterwards (exit status 0) and\n"
 		"ROOT/ID is kept as \"checkpointed\"; this command returns once the daemon is\n"
 		"gone and its TAP is free, so 'restore' may follow at once. If the\n"
-		"checkpoint fails, the stack stays stopped and the daemon exits 1 (status\n"
-		"\"stopped\"). A DIR that cannot work (not empty, not a directory, a\n"
+		"checkpoint fails, nothing changes: the stack resumes and the daemon\n"
+		"serves on (as does it when only writing %s fails).\n"
+		"A DIR that cannot work (not empty, not a directory, a\n"
 		"symlink, no parent directory) is refused before the stack is touched;\n"
 		"such a refusal is not a checkpoint attempt and does not count.\n"
 		"\n"
@@ -248,7 +249,7 @@ static void usage_checkpoint(FILE *f)
 		"  --compression none  how pages are compressed; only 'none' for now (any\n"
 		"                      other value is a usage error)\n"
 		"  -h, --help          print this help and exit\n",
-		PROG, RUN_CONFIG_FILE);
+		PROG, RUN_CONFIG_FILE, RUN_CONFIG_FILE);
 }
 
 static void usage_restore(FILE *f)

@@ -12,9 +12,10 @@
  * [::]:PORT and runs an acceptor thread; a UDP service binds [::]:PORT and
  * runs one thread that echoes datagrams. services_adopt() does the same on
  * sockets that exist already (a restored stack keeps its listeners and UDP
- * sockets under their numbers), after checking each one through the API. Every accepted connection gets a
- * struct conn, linked on the set's list, and a detached worker thread that
- * serves it with blocking ns_recv()/ns_send() and then releases it.
+ * sockets under their numbers), after checking each one through the API.
+ * Every accepted connection gets a struct conn, linked on the set's list,
+ * and a detached worker thread that serves it with blocking
+ * ns_recv()/ns_send() and then releases it.
  *
  * Who closes what: a listening or UDP socket is closed only by
  * services_stop(). A connection socket is closed exactly once, under the

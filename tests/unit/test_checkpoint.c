@@ -343,3 +343,22 @@ Test(checkpoint, every_attempt_counts_and_wakes_waiters)
 	cr_expect_eq(ns_stack_checkpoint(s, img, NULL), -EEXIST, "the image directory is not empty");
 	ns_stack_free(s);
 }
+
+Test(checkpoint, a_failed_checkpoint_resumes_the_stack)
+{
+	struct ns_stack *s;
+	char file[300];
+	FILE *f;
+
+	cr_assert_eq(mkdir(img, 0700), 0);
+	snprintf(file, sizeof(file), "%s/occupied", img);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(ns_stack_new(NULL, &s), 0);
+	cr_assert_eq(ns_stack_start(s), 0);
+	cr_expect_eq(ns_stack_checkpoint(s, img, NULL), -EEXIST);
+	/* Nothing changed: the dispatcher runs again (stop succeeds). */
+	cr_expect_eq(ns_stack_stop(s), 0, "the stack was resumed after the failure");
+	ns_stack_free(s);
+}
