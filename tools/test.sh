@@ -20,5 +20,10 @@ cmake --build build -j"$jobs"
 CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNETSTACK_TESTS=OFF >/dev/null
 cmake --build build-clang -j"$jobs"
 
-cd build
+(cd build && ctest --output-on-failure --timeout 300 "$@")
+
+# The same tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNETSTACK_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+cd build-asan
 ctest --output-on-failure --timeout 300 "$@"
