@@ -16,8 +16,8 @@ namespace it was created in whatever thread later uses it. Subprocesses are
 always started with `ip netns exec`, never from inside entered().
 
 Addresses: the kernel peer is 198.51.100.1/24 and fd42:5::1/64, the stack
-198.51.100.2/24 and fd42:5::2/64. Nothing here ever touches 192.0.2.0/24,
-which is the host's own network.
+198.51.100.2/24 and fd42:5::2/64. Nothing here ever touches the host's own
+network.
 """
 
 import atexit

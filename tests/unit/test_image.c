@@ -178,7 +178,7 @@ static void rich_state(struct ns_state *st)
 	add_route(st, "203.0.113.0/24", NULL, 4, 10);
 	add_route(st, "::/0", "fd42:5::1", 1, 1);
 	add_route(st, "2001:db8:ff::/48", NULL, 4, 4294967295u);
-	add_route(st, "192.0.2.128/25", "10.0.0.254", 4, 5);
+	add_route(st, "203.0.113.128/25", "10.0.0.254", 4, 5);
 
 	add_sock(st, 0, AF_INET, SOCK_STREAM, NS_STATE_SOCK_UNBOUND);
 	s = add_sock(st, 3, AF_INET6, SOCK_STREAM, NS_STATE_SOCK_UNBOUND);
