@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * daemon.c - the operator side of a running stack: the control protocol
- * (pure parse and format functions), a small strict JSON reader, the
+ * (pure parse and format functions), strict JSON reading over json-c, the
  * netstack-run.json a checkpoint leaves beside its image, the per-ID state
  * directory under --root (its lock, state.json, removal), the client calls
  * of the CLI's commands, and the daemon itself: the control socket server,
@@ -45,6 +45,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -60,6 +61,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "daemon.h"
 
@@ -84,9 +87,12 @@
 #define WAIT_SLICE_MS 250
 /* How long the control thread pauses after accept() ran out of resources. */
 #define ACCEPT_BACKOFF_MS 100
-/* Tokens of a netstack-run.json: 5 per service, 7 per NIC, some more. */
-#define RUN_CONFIG_TOKENS (RUN_CONFIG_SERVICES_MAX * 6 + RUN_CONFIG_NICS_MAX * 8 + 64)
-#define STATE_FILE_TOKENS 64
+/* Values of a netstack-run.json (keys count): 5 per service, 7 per NIC,
+ * some more. */
+#define RUN_CONFIG_VALUES (RUN_CONFIG_SERVICES_MAX * 6 + RUN_CONFIG_NICS_MAX * 8 + 64)
+#define STATE_FILE_VALUES 64
+/* Nesting deeper than this is refused. */
+#define JSON_DEPTH_MAX 16
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -516,413 +522,170 @@ int control_response_parse(const void *buf, size_t len, bool *ok, char *msg, siz
 /* JSON reader                                                         */
 /* ------------------------------------------------------------------ */
 
-struct jparser {
-	const char *t;
-	size_t len, pos;
-	struct json_tok *toks;
-	size_t cap, n;
-};
+/*
+ * Documents are parsed by json-c in strict mode (no comments, trailing
+ * commas, single quotes or bytes after the value) with nesting limited to
+ * JSON_DEPTH_MAX. json_doc_parse() adds what json-c lets through: raw
+ * control bytes (in strings, or as whitespace other than tab, LF, CR) and
+ * non-finite numbers (NaN, Infinity). A key given twice keeps its last
+ * value. Bytes above 0x7f are taken as they are: file names need not be
+ * UTF-8, and the writer (sb_json_str()) emits them so.
+ */
 
-static void jp_ws(struct jparser *jp)
+/* Raw control bytes: refused inside strings, and between tokens other
+ * than as tab, LF or CR. */
+static bool json_bytes_ok(const char *text, size_t len)
 {
-	while (jp->pos < jp->len && (jp->t[jp->pos] == ' ' || jp->t[jp->pos] == '\t' ||
-				     jp->t[jp->pos] == '\n' || jp->t[jp->pos] == '\r'))
-		jp->pos++;
-}
+	bool in_string = false;
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
 
-/* jp->pos at the opening quote; leaves it after the closing one. */
-static int jp_string(struct jparser *jp, size_t *start, size_t *slen)
-{
-	size_t i = jp->pos + 1;
-
-	while (i < jp->len) {
-		unsigned char c = (unsigned char)jp->t[i];
-
-		if (c == '"') {
-			*start = jp->pos + 1;
-			*slen = i - *start;
-			jp->pos = i + 1;
-			return 0;
-		}
-		if (c < 0x20)
-			return -EINVAL;
-		if (c == '\\') {
-			if (++i >= jp->len)
-				return -EINVAL;
-			c = (unsigned char)jp->t[i];
-			if (c == 'u') {
-				if (i + 4 >= jp->len)
-					return -EINVAL;
-				for (int k = 1; k <= 4; k++) {
-					if (hexval(jp->t[i + k]) < 0)
-						return -EINVAL;
-				}
-				i += 4;
-			} else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
-				return -EINVAL;
-			}
-		}
-		i++;
+		if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r')))
+			return false;
+		if (in_string && c == '\\')
+			i++;	/* json-c checks the escape */
+		else if (c == '"')
+			in_string = !in_string;
 	}
-	return -EINVAL;
-}
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static int jp_number(struct jparser *jp)
-{
-	const char *t = jp->t;
-	size_t i = jp->pos, n = jp->len;
-
-	if (i < n && t[i] == '-')
-		i++;
-	if (i < n && t[i] == '0') {
-		i++;
-	} else if (i < n && is_digit(t[i])) {
-		while (i < n && is_digit(t[i]))
-			i++;
-	} else {
-		return -EINVAL;
-	}
-	if (i < n && t[i] == '.') {
-		if (++i >= n || !is_digit(t[i]))
-			return -EINVAL;
-		while (i < n && is_digit(t[i]))
-			i++;
-	}
-	if (i < n && (t[i] == 'e' || t[i] == 'E')) {
-		i++;
-		if (i < n && (t[i] == '+' || t[i] == '-'))
-			i++;
-		if (i >= n || !is_digit(t[i]))
-			return -EINVAL;
-		while (i < n && is_digit(t[i]))
-			i++;
-	}
-	jp->pos = i;
-	return 0;
-}
-
-static int jp_literal(struct jparser *jp, const char *word)
-{
-	size_t wl = strlen(word);
-
-	if (jp->len - jp->pos < wl || memcmp(jp->t + jp->pos, word, wl) != 0)
-		return -EINVAL;
-	jp->pos += wl;
-	return 0;
-}
-
-static int jp_value(struct jparser *jp, int depth);
-
-/* An array or object; jp->pos at its opening bracket. */
-static int jp_container(struct jparser *jp, size_t idx, int depth, bool object)
-{
-	char close = object ? '}' : ']';
-	int ret;
-
-	if (depth >= JSON_DEPTH_MAX)
-		return -EINVAL;
-	jp->pos++;
-	jp_ws(jp);
-	if (jp->pos < jp->len && jp->t[jp->pos] == close) {
-		jp->pos++;
-		return 0;
-	}
-	for (;;) {
-		if (object) {
-			jp_ws(jp);
-			if (jp->pos >= jp->len || jp->t[jp->pos] != '"')
-				return -EINVAL;
-			ret = jp_value(jp, depth + 1);	/* the key, a string */
-			if (ret)
-				return ret;
-			jp_ws(jp);
-			if (jp->pos >= jp->len || jp->t[jp->pos] != ':')
-				return -EINVAL;
-			jp->pos++;
-		}
-		ret = jp_value(jp, depth + 1);
-		if (ret)
-			return ret;
-		jp->toks[idx].count++;
-		jp_ws(jp);
-		if (jp->pos >= jp->len)
-			return -EINVAL;
-		if (jp->t[jp->pos] == close) {
-			jp->pos++;
-			return 0;
-		}
-		if (jp->t[jp->pos] != ',')
-			return -EINVAL;
-		jp->pos++;
-	}
-}
-
-static int jp_value(struct jparser *jp, int depth)
-{
-	struct json_tok *tok;
-	size_t idx;
-	int ret;
-	char c;
-
-	jp_ws(jp);
-	if (jp->pos >= jp->len)
-		return -EINVAL;
-	if (jp->n >= jp->cap)
-		return -ENOSPC;
-	idx = jp->n++;
-	tok = &jp->toks[idx];
-	memset(tok, 0, sizeof(*tok));
-	tok->start = jp->pos;
-	c = jp->t[jp->pos];
-	switch (c) {
-	case '{':
-	case '[':
-		tok->type = c == '{' ? JSON_OBJECT : JSON_ARRAY;
-		ret = jp_container(jp, idx, depth, c == '{');
-		break;
-	case '"':
-		tok->type = JSON_STRING;
-		ret = jp_string(jp, &tok->start, &tok->len);
-		break;
-	case 't':
-		tok->type = JSON_BOOL;
-		ret = jp_literal(jp, "true");
-		break;
-	case 'f':
-		tok->type = JSON_BOOL;
-		ret = jp_literal(jp, "false");
-		break;
-	case 'n':
-		tok->type = JSON_NULL;
-		ret = jp_literal(jp, "null");
-		break;
-	default:
-		tok->type = JSON_NUMBER;
-		ret = jp_number(jp);
-		break;
-	}
-	if (ret)
-		return ret;
-	/* jp->toks may be the same array, but idx stays valid. */
-	tok = &jp->toks[idx];
-	if (tok->type != JSON_STRING)
-		tok->len = jp->pos - tok->start;
-	tok->end = jp->n;
-	return 0;
-}
-
-int json_parse(const char *text, size_t len, struct json_tok *toks, size_t cap)
-{
-	struct jparser jp = { .t = text, .len = len, .toks = toks, .cap = cap };
-	int ret;
-
-	if (!text || !toks || len > INT32_MAX)
-		return -EINVAL;
-	ret = jp_value(&jp, 0);
-	if (ret)
-		return ret;
-	jp_ws(&jp);
-	if (jp.pos != len)
-		return -EINVAL;
-	return (int)jp.n;
-}
-
-/* Append the UTF-8 of @cp to @buf; false when it does not fit. */
-static bool utf8_put(char *buf, size_t cap, size_t *n, uint32_t cp)
-{
-	unsigned char u[4];
-	size_t k;
-
-	if (cp < 0x80) {
-		u[0] = (unsigned char)cp;
-		k = 1;
-	} else if (cp < 0x800) {
-		u[0] = (unsigned char)(0xc0 | cp >> 6);
-		u[1] = (unsigned char)(0x80 | (cp & 0x3f));
-		k = 2;
-	} else if (cp < 0x10000) {
-		u[0] = (unsigned char)(0xe0 | cp >> 12);
-		u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-		u[2] = (unsigned char)(0x80 | (cp & 0x3f));
-		k = 3;
-	} else {
-		u[0] = (unsigned char)(0xf0 | cp >> 18);
-		u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
-		u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-		u[3] = (unsigned char)(0x80 | (cp & 0x3f));
-		k = 4;
-	}
-	if (*n + k >= cap)
-		return false;
-	memcpy(buf + *n, u, k);
-	*n += k;
 	return true;
 }
 
-static uint32_t hex4(const char *p)
+/* Count the values of @v's subtree into *@n (a member counts its key as
+ * one more); false when one is a non-finite number. */
+static bool json_walk(struct json_object *v, size_t *n)
 {
-	return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
+	(*n)++;
+	switch (json_object_get_type(v)) {
+	case json_type_double:
+		return isfinite(json_object_get_double(v));
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			if (!json_walk(json_object_array_get_idx(v, i), n))
+				return false;
+		}
+		return true;
+	case json_type_object: {
+		json_object_object_foreach(v, key, val) {
+			(void)key;
+			(*n)++;
+			if (!json_walk(val, n))
+				return false;
+		}
+		return true;
+	}
+	default:
+		return true;
+	}
 }
 
-int json_string(const char *text, const struct json_tok *tok, char *buf, size_t cap)
+/*
+ * Parse @text (@len bytes; it need not be NUL-terminated) as one JSON
+ * document of at most @max_values values (a member's key counts as one).
+ * Return: 0 and *@out, which may be NULL for "null" (put it with
+ * json_object_put()); -EINVAL (malformed, too deep); -ENOSPC (too many
+ * values); -ENOMEM.
+ */
+static int json_doc_parse(const char *text, size_t len, size_t max_values,
+			  struct json_object **out)
 {
-	const char *p, *end;
-	size_t n = 0;
+	struct json_tokener *tok;
+	struct json_object *doc;
+	size_t n = 0, end;
+	int ret = 0;
 
-	if (!text || !tok || !buf || tok->type != JSON_STRING)
+	if (len > INT32_MAX - 1 || !json_bytes_ok(text, len))
 		return -EINVAL;
-	if (cap == 0)
+	tok = json_tokener_new_ex(JSON_DEPTH_MAX);
+	if (!tok)
+		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	doc = json_tokener_parse_ex(tok, text, (int)len);
+	end = json_tokener_get_parse_end(tok);
+	if (!doc && json_tokener_get_error(tok) == json_tokener_continue) {
+		/* A value at the very end (a number) needs the end of input;
+		 * a truncated document stays an error. */
+		doc = json_tokener_parse_ex(tok, "", 1);
+		end = len;
+	}
+	if (json_tokener_get_error(tok) != json_tokener_success) {
+		ret = -EINVAL;	/* json-c 0.16 reports no allocation failure apart */
+		goto out;
+	}
+	/* json-c stops after the value: what follows may only be blanks. */
+	for (; end < len; end++) {
+		char c = text[end];
+
+		if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	if (!json_walk(doc, &n)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (n > max_values)
+		ret = -ENOSPC;
+out:
+	json_tokener_free(tok);
+	if (ret)
+		json_object_put(doc);
+	else
+		*out = doc;
+	return ret;
+}
+
+/* Member @key of object @obj; NULL when absent or null. */
+static struct json_object *member(struct json_object *obj, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(obj, key, &v) ? v : NULL;
+}
+
+/* A string member of @obj into @buf. Return: its length; -ENOENT (absent),
+ * -EINVAL (not a string, or one holding "\u0000"), -ENOSPC. */
+static int member_string(struct json_object *obj, const char *key, char *buf, size_t cap)
+{
+	struct json_object *v;
+	const char *s;
+	size_t len;
+
+	if (!json_object_object_get_ex(obj, key, &v))
+		return -ENOENT;
+	if (!json_object_is_type(v, json_type_string))
+		return -EINVAL;
+	s = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (strlen(s) != len)
+		return -EINVAL;
+	if (len >= cap)
 		return -ENOSPC;
-	p = text + tok->start;
-	end = p + tok->len;
-	while (p < end) {
-		uint32_t cp;
-
-		if (*p != '\\') {
-			if (n + 1 >= cap)
-				return -ENOSPC;
-			buf[n++] = *p++;
-			continue;
-		}
-		p++;	/* json_parse() checked what follows */
-		switch (*p) {
-		case 'b': cp = '\b'; break;
-		case 'f': cp = '\f'; break;
-		case 'n': cp = '\n'; break;
-		case 'r': cp = '\r'; break;
-		case 't': cp = '\t'; break;
-		case 'u':
-			cp = hex4(p + 1);
-			p += 4;
-			/* A surrogate pair makes one code point; a lone
-			 * surrogate becomes U+FFFD. */
-			if (cp >= 0xd800 && cp < 0xdc00 && end - p >= 7 && p[1] == '\\' &&
-			    p[2] == 'u') {
-				uint32_t lo = hex4(p + 3);
-
-				if (lo >= 0xdc00 && lo < 0xe000) {
-					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-					p += 6;
-				}
-			}
-			if (cp >= 0xd800 && cp < 0xe000)
-				cp = 0xfffd;
-			if (cp == 0)
-				return -EINVAL;
-			break;
-		default: cp = (unsigned char)*p; break;	/* " \ / */
-		}
-		p++;
-		if (!utf8_put(buf, cap, &n, cp))
-			return -ENOSPC;
-	}
-	buf[n] = '\0';
-	return (int)n;
+	memcpy(buf, s, len + 1);
+	return (int)len;
 }
 
-int json_member(const char *text, const struct json_tok *toks, int obj, const char *key)
+/* An integer member of @obj (no fraction or exponent) in [@min, @max];
+ * @min must exceed INT64_MIN (json-c saturates out-of-range numbers).
+ * Return: 0; -ENOENT (absent), -EINVAL (not an integer), -ERANGE. */
+static int member_int(struct json_object *obj, const char *key, int64_t min, int64_t max,
+		      int64_t *out)
 {
-	size_t i;
+	struct json_object *v;
+	int64_t n;
 
-	if (!text || !toks || !key || obj < 0 || toks[obj].type != JSON_OBJECT)
-		return -1;
-	i = (size_t)obj + 1;
-	for (size_t k = 0; k < toks[obj].count; k++) {
-		char name[64];
-
-		if (json_string(text, &toks[i], name, sizeof(name)) >= 0 && strcmp(name, key) == 0)
-			return (int)i + 1;
-		i = toks[i + 1].end;
-	}
-	return -1;
-}
-
-int json_int(const char *text, const struct json_tok *tok, int64_t min, int64_t max, int64_t *out)
-{
-	const char *p;
-	bool neg;
-	uint64_t v = 0, lim;
-
-	if (!text || !tok || !out || tok->type != JSON_NUMBER)
+	if (!json_object_object_get_ex(obj, key, &v))
+		return -ENOENT;
+	if (!json_object_is_type(v, json_type_int))
 		return -EINVAL;
-	p = text + tok->start;
-	if (memchr(p, '.', tok->len) || memchr(p, 'e', tok->len) || memchr(p, 'E', tok->len))
-		return -EINVAL;
-	neg = *p == '-';
-	lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-	for (size_t i = neg; i < tok->len; i++) {
-		unsigned d = (unsigned)(p[i] - '0');
-
-		if (v > (lim - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	if (neg) {
-		if (v == (uint64_t)INT64_MAX + 1) {
-			if (min > INT64_MIN)
-				return -ERANGE;
-			*out = INT64_MIN;
-			return 0;
-		}
-		if (-(int64_t)v < min)
-			return -ERANGE;
-		*out = -(int64_t)v;
-		return 0;
-	}
-	if ((int64_t)v > max || (int64_t)v < min)
+	n = json_object_get_int64(v);
+	if (n == INT64_MAX && json_object_get_uint64(v) > (uint64_t)INT64_MAX)
 		return -ERANGE;
-	*out = (int64_t)v;
+	if (n < min || n > max)
+		return -ERANGE;
+	*out = n;
 	return 0;
-}
-
-/* A number token as a double (restore_ms). */
-static int json_double(const char *text, const struct json_tok *tok, double *out)
-{
-	char num[64];
-
-	if (tok->type != JSON_NUMBER || tok->len >= sizeof(num))
-		return -EINVAL;
-	memcpy(num, text + tok->start, tok->len);
-	num[tok->len] = '\0';
-	*out = strtod(num, NULL);
-	return 0;
-}
-
-/* A string member of @obj into @buf; -ENOENT when absent. */
-static int member_string(const char *text, const struct json_tok *toks, int obj, const char *key,
-			 char *buf, size_t cap)
-{
-	int i = json_member(text, toks, obj, key);
-
-	if (i < 0)
-		return -ENOENT;
-	return json_string(text, &toks[i], buf, cap);
-}
-
-static int member_int(const char *text, const struct json_tok *toks, int obj, const char *key,
-		      int64_t min, int64_t max, int64_t *out)
-{
-	int i = json_member(text, toks, obj, key);
-
-	if (i < 0)
-		return -ENOENT;
-	return json_int(text, &toks[i], min, max, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -937,36 +700,34 @@ static bool nic_kind_valid(const char *kind)
 	return strcmp(kind, "tap") == 0 || strcmp(kind, "fd") == 0 || strcmp(kind, "channel") == 0;
 }
 
-static int run_config_nic(const char *text, const struct json_tok *toks, int obj,
-			  struct run_config_nic *nic, const char **why)
+static int run_config_nic(struct json_object *obj, struct run_config_nic *nic, const char **why)
 {
-	if (obj < 0 || toks[obj].type != JSON_OBJECT)
+	if (!json_object_is_type(obj, json_type_object))
 		return say(why, "a NIC is not an object", -EINVAL);
-	if (member_string(text, toks, obj, "name", nic->name, sizeof(nic->name)) <= 0)
+	if (member_string(obj, "name", nic->name, sizeof(nic->name)) <= 0)
 		return say(why, "a NIC has no valid name", -EINVAL);
-	if (member_string(text, toks, obj, "kind", nic->kind, sizeof(nic->kind)) <= 0 ||
+	if (member_string(obj, "kind", nic->kind, sizeof(nic->kind)) <= 0 ||
 	    !nic_kind_valid(nic->kind))
 		return say(why, "a NIC's kind is not tap, fd or channel", -EINVAL);
-	if (member_string(text, toks, obj, "device", nic->device, sizeof(nic->device)) < 0)
+	if (member_string(obj, "device", nic->device, sizeof(nic->device)) < 0)
 		return say(why, "a NIC has no valid device", -EINVAL);
 	if (strcmp(nic->kind, "tap") == 0 && !nic->device[0])
 		return say(why, "a TAP NIC names no device", -EINVAL);
 	return 0;
 }
 
-static int run_config_service(const char *text, const struct json_tok *toks, int obj,
-			      struct run_config_file *c, const char **why)
+static int run_config_service(struct json_object *obj, struct run_config_file *c, const char **why)
 {
 	struct service_spec *spec = &c->services[c->nservices];
 	char spec_text[SERVICE_SPEC_MAX];
 	int64_t sock;
 
-	if (obj < 0 || toks[obj].type != JSON_OBJECT)
+	if (!json_object_is_type(obj, json_type_object))
 		return say(why, "a service is not an object", -EINVAL);
-	if (member_string(text, toks, obj, "spec", spec_text, sizeof(spec_text)) <= 0 ||
+	if (member_string(obj, "spec", spec_text, sizeof(spec_text)) <= 0 ||
 	    services_parse(spec_text, spec) < 0)
 		return say(why, "a service has no valid spec", -EINVAL);
-	if (member_int(text, toks, obj, "socket", 0, INT32_MAX, &sock) < 0)
+	if (member_int(obj, "socket", 0, INT32_MAX, &sock) < 0)
 		return say(why, "a service has no valid socket number", -EINVAL);
 	for (size_t i = 0; i < c->nservices; i++) {
 		if (c->services[i].proto == spec->proto && c->services[i].port == spec->port)
@@ -981,35 +742,34 @@ static int run_config_service(const char *text, const struct json_tok *toks, int
 int run_config_parse(const char *text, size_t len, struct run_config_file *cfg, const char **why)
 {
 	struct run_config_file *c = NULL;
-	struct json_tok *toks;
+	struct json_object *doc = NULL, *arr;
 	char format[32];
 	int64_t version;
-	int n, arr, ret;
-	size_t i;
+	size_t i, n;
+	int ret;
 
 	if (!text || !cfg)
 		return say(why, "no config", -EINVAL);
 	if (len > RUN_CONFIG_MAX)
 		return say(why, "netstack-run.json is too large", -E2BIG);
-	toks = malloc(RUN_CONFIG_TOKENS * sizeof(*toks));
 	c = calloc(1, sizeof(*c));
-	if (!toks || !c) {
-		ret = say(why, "out of memory", -ENOMEM);
+	if (!c)
+		return say(why, "out of memory", -ENOMEM);
+	ret = json_doc_parse(text, len, RUN_CONFIG_VALUES, &doc);
+	if (ret) {
+		ret = say(why, ret == -EINVAL   ? "netstack-run.json is not valid JSON"
+			       : ret == -ENOSPC ? "netstack-run.json holds too many values"
+						: "out of memory",
+			  ret == -ENOMEM ? -ENOMEM : -EINVAL);
 		goto out;
 	}
-	n = json_parse(text, len, toks, RUN_CONFIG_TOKENS);
-	if (n < 0) {
-		ret = say(why, n == -ENOSPC ? "netstack-run.json holds too many values"
-					    : "netstack-run.json is not valid JSON", -EINVAL);
-		goto out;
-	}
-	if (toks[0].type != JSON_OBJECT ||
-	    member_string(text, toks, 0, "format", format, sizeof(format)) < 0 ||
+	if (!json_object_is_type(doc, json_type_object) ||
+	    member_string(doc, "format", format, sizeof(format)) < 0 ||
 	    strcmp(format, RUN_CONFIG_FORMAT) != 0) {
 		ret = say(why, "not a netstack-run.json (no \"format\": \"netstack-run\")", -EINVAL);
 		goto out;
 	}
-	if (member_int(text, toks, 0, "version", 1, INT32_MAX, &version) < 0) {
+	if (member_int(doc, "version", 1, INT32_MAX, &version) < 0) {
 		ret = say(why, "netstack-run.json has no valid version", -EINVAL);
 		goto out;
 	}
@@ -1018,23 +778,23 @@ int run_config_parse(const char *text, size_t len, struct run_config_file *cfg, 
 			  -EPROTONOSUPPORT);
 		goto out;
 	}
-	if (member_string(text, toks, 0, "id", c->id, sizeof(c->id)) < 0 ||
-	    !daemon_id_valid(c->id)) {
+	if (member_string(doc, "id", c->id, sizeof(c->id)) < 0 || !daemon_id_valid(c->id)) {
 		ret = say(why, "netstack-run.json has no valid id", -EINVAL);
 		goto out;
 	}
 
-	arr = json_member(text, toks, 0, "nics");
-	if (arr < 0 || toks[arr].type != JSON_ARRAY) {
+	arr = member(doc, "nics");
+	if (!json_object_is_type(arr, json_type_array)) {
 		ret = say(why, "netstack-run.json has no nics array", -EINVAL);
 		goto out;
 	}
-	if (toks[arr].count > RUN_CONFIG_NICS_MAX) {
+	n = json_object_array_length(arr);
+	if (n > RUN_CONFIG_NICS_MAX) {
 		ret = say(why, "netstack-run.json lists too many NICs", -EINVAL);
 		goto out;
 	}
-	for (i = 0, n = arr + 1; i < toks[arr].count; i++, n = (int)toks[n].end) {
-		ret = run_config_nic(text, toks, n, &c->nics[c->nnics], why);
+	for (i = 0; i < n; i++) {
+		ret = run_config_nic(json_object_array_get_idx(arr, i), &c->nics[c->nnics], why);
 		if (ret)
 			goto out;
 		for (size_t k = 0; k < c->nnics; k++) {
@@ -1046,24 +806,25 @@ int run_config_parse(const char *text, size_t len, struct run_config_file *cfg, 
 		c->nnics++;
 	}
 
-	arr = json_member(text, toks, 0, "services");
-	if (arr < 0 || toks[arr].type != JSON_ARRAY) {
+	arr = member(doc, "services");
+	if (!json_object_is_type(arr, json_type_array)) {
 		ret = say(why, "netstack-run.json has no services array", -EINVAL);
 		goto out;
 	}
-	if (toks[arr].count > RUN_CONFIG_SERVICES_MAX) {
+	n = json_object_array_length(arr);
+	if (n > RUN_CONFIG_SERVICES_MAX) {
 		ret = say(why, "netstack-run.json lists too many services", -EINVAL);
 		goto out;
 	}
-	for (i = 0, n = arr + 1; i < toks[arr].count; i++, n = (int)toks[n].end) {
-		ret = run_config_service(text, toks, n, c, why);
+	for (i = 0; i < n; i++) {
+		ret = run_config_service(json_object_array_get_idx(arr, i), c, why);
 		if (ret)
 			goto out;
 	}
 	*cfg = *c;
 	ret = 0;
 out:
-	free(toks);
+	json_object_put(doc);
 	free(c);
 	return ret;
 }
@@ -1289,34 +1050,37 @@ static int lock_take(int dirfd)
 
 static void record_from_state_file(int dirfd, struct daemon_record *rec, bool *checkpointed)
 {
-	struct json_tok toks[STATE_FILE_TOKENS];
+	struct json_object *doc = NULL, *v;
 	char status[32];
 	size_t len;
 	char *text;
-	int64_t v;
-	int i;
+	int64_t n;
 
 	*checkpointed = false;
 	if (file_read(dirfd, STATE_FILE, STATE_FILE_MAX, &text, &len))
 		return;
-	if (json_parse(text, len, toks, ARRAY_SIZE(toks)) <= 0 || toks[0].type != JSON_OBJECT)
+	if (json_doc_parse(text, len, STATE_FILE_VALUES, &doc) < 0 ||
+	    !json_object_is_type(doc, json_type_object))
 		goto out;
-	if (member_string(text, toks, 0, "status", status, sizeof(status)) > 0)
+	if (member_string(doc, "status", status, sizeof(status)) > 0)
 		*checkpointed = strcmp(status, "checkpointed") == 0;
-	(void)member_string(text, toks, 0, "created", rec->created, sizeof(rec->created));
-	i = json_member(text, toks, 0, "restored");
-	rec->restored = i >= 0 && toks[i].type == JSON_BOOL && text[toks[i].start] == 't';
-	i = json_member(text, toks, 0, "restore_ms");
-	if (i >= 0 && json_double(text, &toks[i], &rec->restore_ms) < 0)
+	(void)member_string(doc, "created", rec->created, sizeof(rec->created));
+	v = member(doc, "restored");
+	rec->restored = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+	v = member(doc, "restore_ms");
+	if (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int))
+		rec->restore_ms = json_object_get_double(v);
+	else if (v)
 		rec->restore_ms = 0;
-	if (member_int(text, toks, 0, "checkpoint_count", 0, INT64_MAX, &v) == 0)
-		rec->checkpoint_count = v;
-	if (member_string(text, toks, 0, "image_path", rec->image_path, sizeof(rec->image_path)) < 0)
+	if (member_int(doc, "checkpoint_count", 0, INT64_MAX, &n) == 0)
+		rec->checkpoint_count = n;
+	if (member_string(doc, "image_path", rec->image_path, sizeof(rec->image_path)) < 0)
 		rec->image_path[0] = '\0';
-	if (member_string(text, toks, 0, "restored_from", rec->restored_from,
+	if (member_string(doc, "restored_from", rec->restored_from,
 			  sizeof(rec->restored_from)) < 0)
 		rec->restored_from[0] = '\0';
 out:
+	json_object_put(doc);
 	free(text);
 }
 
@@ -2030,7 +1794,9 @@ static int run_config_build(struct daemon *d, struct sbuf *b)
 
 		if (sock < 0 || services_format(&d->specs[i], spec, sizeof(spec)) < 0)
 			return -EINVAL;
-		sb_printf(b, "%s\n    {\"spec\": \"%s\", \"socket\": %d}", i ? "," : "", spec, sock);
+		sb_printf(b, "%s\n    {\"spec\": ", i ? "," : "");
+		sb_json_str(b, spec);
+		sb_printf(b, ", \"socket\": %d}", sock);
 	}
 	sb_printf(b, "%s]\n}\n", d->nspecs ? "\n  " : "");
 	return b->oom ? -ENOMEM : 0;
@@ -2212,8 +1978,9 @@ static void state_sockets(struct daemon *d, struct sbuf *b)
 
 		if (services_format(&d->specs[i], spec, sizeof(spec)) < 0)
 			continue;
-		sb_printf(b, "%s\n    {\"spec\": \"%s\", \"socket\": %d}", i ? "," : "", spec,
-			  services_socket(d->svc, i));
+		sb_printf(b, "%s\n    {\"spec\": ", i ? "," : "");
+		sb_json_str(b, spec);
+		sb_printf(b, ", \"socket\": %d}", services_socket(d->svc, i));
 	}
 	sb_printf(b, "%s]", d->nspecs ? "\n  " : "");
 
@@ -2230,10 +1997,12 @@ static void state_sockets(struct daemon *d, struct sbuf *b)
 		sb_printf(b, ", \"backlog\": %d, \"queued_bytes\": %zu, \"service\": ", si[i].backlog,
 			  si[i].rx_queued);
 		spec = service_of(d, si[i].id);
-		if (spec && services_format(spec, text, sizeof(text)) >= 0)
-			sb_printf(b, "\"%s\"}", text);
-		else
+		if (spec && services_format(spec, text, sizeof(text)) >= 0) {
+			sb_json_str(b, text);
+			sb_printf(b, "}");
+		} else {
 			sb_printf(b, "null}");
+		}
 		first = false;
 	}
 	sb_printf(b, "%s]", first ? "" : "\n  ");

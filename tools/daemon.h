@@ -5,9 +5,10 @@
  * state.json, removal), the control socket a daemon serves and the small
  * request/response protocol spoken over it, the client calls the other
  * commands make, the netstack-run.json written beside a checkpoint image,
- * and going to the background with a readiness pipe. The protocol, the
- * JSON reader and the run-config reader are pure functions that unit tests
- * (tests/unit/test_control.c) drive without a stack.
+ * and going to the background with a readiness pipe. The protocol and the
+ * run-config reader (JSON read with json-c, kept private to daemon.c) are
+ * pure functions that unit tests (tests/unit/test_control.c) drive without
+ * a stack.
  *
  * State directory ROOT/ID/ (mode 0700, owned by the daemon's euid):
  *
@@ -141,82 +142,6 @@ int control_response_format(bool ok, const char *msg, char *buf, size_t cap);
 int control_response_parse(const void *buf, size_t len, bool *ok, char *msg, size_t cap);
 
 /* ------------------------------------------------------------------ */
-/* A small JSON reader (pure)                                          */
-/* ------------------------------------------------------------------ */
-
-enum json_type {
-	JSON_NULL,
-	JSON_BOOL,
-	JSON_NUMBER,
-	JSON_STRING,
-	JSON_ARRAY,
-	JSON_OBJECT,
-};
-
-/* One value of a parsed document, in document order (jsmn's layout). */
-struct json_tok {
-	enum json_type type;
-	size_t start, len;	/* the value's text; a string's without its quotes */
-	size_t count;		/* array: elements; object: members */
-	size_t end;		/* index of the token after this value's subtree */
-};
-
-/* Nesting deeper than this is refused. */
-#define JSON_DEPTH_MAX 16
-
-/**
- * json_parse() - tokenize one JSON document (RFC 8259)
- * @text: the document; only read; it need not be NUL-terminated
- * @len: its length
- * @toks: receives the tokens; toks[0] is the top-level value. An object's
- *        members follow it as key (a string), value, key, value ...
- * @cap: room in @toks
- *
- * Strict: no trailing commas, comments or bytes after the value (whitespace
- * aside); strings may not hold raw control bytes; numbers follow the
- * grammar. Strings are validated, not unescaped: see json_string().
- *
- * Return: the number of tokens; -EINVAL (malformed, too deep); -ENOSPC.
- */
-int json_parse(const char *text, size_t len, struct json_tok *toks, size_t cap);
-
-/**
- * json_member() - find a member of an object by key
- * @text: the document given to json_parse()
- * @toks: its tokens
- * @obj: index of an object token
- * @key: the key, compared after unescaping
- *
- * Return: the index of the member's value, or -1 (absent, or @obj is not an
- * object).
- */
-int json_member(const char *text, const struct json_tok *toks, int obj, const char *key);
-
-/**
- * json_string() - unescape a string token
- * @text: the document
- * @tok: a string token
- * @buf: receives the string, NUL-terminated
- * @cap: room in @buf
- *
- * Return: its length; -EINVAL (not a string, or one that holds "\u0000"),
- * -ENOSPC.
- */
-int json_string(const char *text, const struct json_tok *tok, char *buf, size_t cap);
-
-/**
- * json_int() - read an integer number token
- * @text: the document
- * @tok: a number token without fraction or exponent
- * @min: the least value accepted
- * @max: the greatest
- * @out: receives it
- *
- * Return: 0, -EINVAL (not an integer), -ERANGE.
- */
-int json_int(const char *text, const struct json_tok *tok, int64_t min, int64_t max, int64_t *out);
-
-/* ------------------------------------------------------------------ */
 /* netstack-run.json: the daemon's config beside an image (pure)        */
 /* ------------------------------------------------------------------ */
 
@@ -246,6 +171,10 @@ struct run_config_file {
  * @len: their length, at most RUN_CONFIG_MAX
  * @cfg: filled in on success only
  * @why: receives a static one-line reason on failure; may be NULL
+ *
+ * The JSON must be strict RFC 8259 (no comments, trailing commas, raw
+ * control bytes in strings, NaN or Infinity, nesting deeper than 16). A key
+ * given twice keeps its last value; unknown keys are ignored.
  *
  * Return: 0, -EINVAL (not JSON, not this file, a bad field), -E2BIG,
  * -EPROTONOSUPPORT (a newer version), -ENOMEM.

@@ -23,7 +23,7 @@ need_root() {
 packages=(
 	build-essential cmake pkg-config clang dpkg-dev xz-utils
 	libcriterion-dev liburing-dev libprotobuf-c-dev protobuf-c-compiler
-	libzstd-dev libisal-dev
+	libzstd-dev libisal-dev libjson-c-dev
 	iproute2 iputils-ping curl socat iperf3 procps ethtool python3
 )
 

@@ -3,8 +3,8 @@
  * test_control.c - unit tests of tools/daemon.c's pure parts, which need no
  * stack: the control protocol's request parser and formatter (good
  * requests, every malformed shape, the size limit, random records), the
- * status line's formatter and parser, the JSON reader, and the
- * netstack-run.json reader a restore relies on.
+ * status line's formatter and parser, and the netstack-run.json reader a
+ * restore relies on (strict JSON, every refusal).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -390,152 +390,6 @@ Test(control_response, parse_short_msg_buffer_is_enospc)
 }
 
 /* ------------------------------------------------------------------ */
-/* JSON                                                                */
-/* ------------------------------------------------------------------ */
-
-static int jparse(const char *text, struct json_tok *toks, size_t cap)
-{
-	return json_parse(text, strlen(text), toks, cap);
-}
-
-Test(json_parse, tokens_in_document_order)
-{
-	const char *t = " {\"a\": [1, -2.5e3, true], \"b\": {\"c\": null}, \"d\": \"x\"} ";
-	struct json_tok toks[16];
-	int n = jparse(t, toks, 16);
-
-	cr_assert_eq(n, 12);
-	cr_expect_eq(toks[0].type, JSON_OBJECT);
-	cr_expect_eq(toks[0].count, 3);
-	cr_expect_eq(toks[0].end, 12);
-	cr_expect_eq(toks[1].type, JSON_STRING);	/* "a" */
-	cr_expect_eq(toks[2].type, JSON_ARRAY);
-	cr_expect_eq(toks[2].count, 3);
-	cr_expect_eq(toks[2].end, 6);
-	cr_expect_eq(toks[4].type, JSON_NUMBER);
-	cr_expect_eq(toks[4].len, strlen("-2.5e3"));
-	cr_expect_eq(toks[5].type, JSON_BOOL);
-	cr_expect_eq(toks[7].type, JSON_OBJECT);
-	cr_expect_eq(toks[9].type, JSON_NULL);
-}
-
-Test(json_parse, scalars_and_empty_containers)
-{
-	struct json_tok toks[4];
-
-	cr_expect_eq(jparse("0", toks, 4), 1);
-	cr_expect_eq(jparse("\"\"", toks, 4), 1);
-	cr_expect_eq(jparse("[]", toks, 4), 1);
-	cr_expect_eq(toks[0].count, 0);
-	cr_expect_eq(jparse("{}", toks, 4), 1);
-	cr_expect_eq(jparse("[[]]", toks, 4), 2);
-}
-
-Test(json_parse, refuses_malformed_documents)
-{
-	static const char *const bad[] = {
-		"", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "[1 2]",
-		"01", "-", "1.", ".5", "1e", "+1", "tru", "nul", "True", "\"abc", "\"\\x\"",
-		"\"\\u12g4\"", "\"a\nb\"", "\"\t\"", "[1] x", "{} {}", "// c\n1", "[1]/*c*/",
-		"{\"a\":1 \"b\":2}", "\"\\", "NaN", "[\"\\u00\"]",
-	};
-	struct json_tok toks[16];
-
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_expect_eq(jparse(bad[i], toks, 16), -EINVAL, "'%s' refused", bad[i]);
-}
-
-Test(json_parse, depth_limit)
-{
-	char deep[2 * JSON_DEPTH_MAX + 3];
-	struct json_tok toks[JSON_DEPTH_MAX + 2];
-
-	memset(deep, '[', JSON_DEPTH_MAX);
-	memset(deep + JSON_DEPTH_MAX, ']', JSON_DEPTH_MAX);
-	deep[2 * JSON_DEPTH_MAX] = '\0';
-	cr_expect_eq(jparse(deep, toks, JSON_DEPTH_MAX + 2), JSON_DEPTH_MAX);
-	memset(deep, '[', JSON_DEPTH_MAX + 1);
-	memset(deep + JSON_DEPTH_MAX + 1, ']', JSON_DEPTH_MAX + 1);
-	deep[2 * JSON_DEPTH_MAX + 2] = '\0';
-	cr_expect_eq(jparse(deep, toks, JSON_DEPTH_MAX + 2), -EINVAL);
-}
-
-Test(json_parse, too_many_tokens_is_enospc)
-{
-	struct json_tok toks[3];
-
-	cr_expect_eq(jparse("[1,2,3]", toks, 3), -ENOSPC);
-}
-
-Test(json_parse, not_nul_terminated_input)
-{
-	const char text[] = { '[', '1', ']', 'x' };
-	struct json_tok toks[4];
-
-	cr_expect_eq(json_parse(text, 3, toks, 4), 2);
-}
-
-Test(json_string, unescapes)
-{
-	const char *t = "[\"a\\\"b\\\\c\\/d\\n\\u00e9\\ud83d\\ude00\\ud800x\"]";
-	struct json_tok toks[4];
-	char buf[64];
-
-	cr_assert_eq(jparse(t, toks, 4), 2);
-	cr_assert_gt(json_string(t, &toks[1], buf, sizeof(buf)), 0);
-	cr_expect_str_eq(buf, "a\"b\\c/d\n\xc3\xa9\xf0\x9f\x98\x80\xef\xbf\xbdx");
-	cr_expect_eq(json_string(t, &toks[1], buf, 4), -ENOSPC);
-	cr_expect_eq(json_string(t, &toks[0], buf, sizeof(buf)), -EINVAL, "not a string");
-}
-
-Test(json_string, refuses_nul_escape)
-{
-	const char *t = "\"a\\u0000b\"";
-	struct json_tok toks[1];
-	char buf[16];
-
-	cr_assert_eq(jparse(t, toks, 1), 1);
-	cr_expect_eq(json_string(t, &toks[0], buf, sizeof(buf)), -EINVAL);
-}
-
-Test(json_member, finds_keys_by_unescaped_name)
-{
-	const char *t = "{\"a\": {\"x\": 1}, \"b\\u0063\": 2, \"d\": [3]}";
-	struct json_tok toks[16];
-	int64_t v;
-	int i;
-
-	cr_assert_gt(jparse(t, toks, 16), 0);
-	i = json_member(t, toks, 0, "bc");
-	cr_assert_geq(i, 0);
-	cr_expect_eq(json_int(t, &toks[i], 0, 10, &v), 0);
-	cr_expect_eq(v, 2);
-	cr_expect_eq(toks[json_member(t, toks, 0, "d")].type, JSON_ARRAY);
-	cr_expect_eq(json_member(t, toks, 0, "x"), -1, "members of members are not found");
-	cr_expect_eq(json_member(t, toks, 1, "a"), -1, "a key token is not an object");
-}
-
-Test(json_int, ranges_and_non_integers)
-{
-	const char *t = "[9223372036854775807, -9223372036854775808, 9223372036854775808, 1.0, 1e2, -0]";
-	struct json_tok toks[8];
-	int64_t v;
-
-	cr_assert_eq(jparse(t, toks, 8), 7);
-	cr_expect_eq(json_int(t, &toks[1], INT64_MIN, INT64_MAX, &v), 0);
-	cr_expect_eq(v, INT64_MAX);
-	cr_expect_eq(json_int(t, &toks[2], INT64_MIN, INT64_MAX, &v), 0);
-	cr_expect_eq(v, INT64_MIN);
-	cr_expect_eq(json_int(t, &toks[2], 0, INT64_MAX, &v), -ERANGE);
-	cr_expect_eq(json_int(t, &toks[3], INT64_MIN, INT64_MAX, &v), -ERANGE);
-	cr_expect_eq(json_int(t, &toks[4], INT64_MIN, INT64_MAX, &v), -EINVAL);
-	cr_expect_eq(json_int(t, &toks[5], INT64_MIN, INT64_MAX, &v), -EINVAL);
-	cr_expect_eq(json_int(t, &toks[6], 0, 1, &v), 0);
-	cr_expect_eq(v, 0);
-	cr_expect_eq(json_int(t, &toks[1], 0, 100, &v), -ERANGE);
-}
-
-/* ------------------------------------------------------------------ */
 /* netstack-run.json                                                   */
 /* ------------------------------------------------------------------ */
 
@@ -656,4 +510,329 @@ Test(run_config_parse, every_truncation_is_refused)
 	for (size_t n = 0; n + 1 < len; n++)
 		cr_expect_neq(run_config_parse(good_config, n, cfg, NULL), 0, "prefix of %zu bytes", n);
 	free(cfg);
+}
+
+/* @text (@len bytes) refused with @err and a reason that is exactly @why. */
+static void text_says(const char *text, size_t len, int err, const char *why)
+{
+	struct run_config_file *cfg = calloc(1, sizeof(*cfg));
+	const char *got = NULL;
+
+	cr_assert_not_null(cfg);
+	cfg->nnics = 77;
+	cr_expect_eq(run_config_parse(text, len, cfg, &got), err, "'%.*s' refused with %d",
+		     (int)(len > 200 ? 200 : len), text, err);
+	cr_expect_eq(cfg->nnics, 77, "a refused config leaves the output alone");
+	cr_expect_not_null(got, "a refusal says why");
+	if (got)
+		cr_expect_str_eq(got, why, "reason for '%.*s'", (int)(len > 200 ? 200 : len), text);
+	free(cfg);
+}
+
+/* @good_config with @from replaced by @to, refused with @err and @why. */
+static void config_says(const char *from, const char *to, int err, const char *why)
+{
+	char *text = config_edit(from, to);
+
+	text_says(text, strlen(text), err, why);
+	free(text);
+}
+
+static void config_accepted(const char *from, const char *to)
+{
+	struct run_config_file *cfg = calloc(1, sizeof(*cfg));
+	char *text = config_edit(from, to);
+
+	cr_assert_not_null(cfg);
+	cr_expect_eq(config_parse(text, cfg), 0, "'%s' -> '%s' accepted", from, to);
+	free(text);
+	free(cfg);
+}
+
+#define NOT_JSON "netstack-run.json is not valid JSON"
+#define NOT_RUN "not a netstack-run.json (no \"format\": \"netstack-run\")"
+#define LATER "{\"is\": [\"ignored\"]}"
+
+Test(run_config_parse, no_text_or_output)
+{
+	struct run_config_file *cfg = calloc(1, sizeof(*cfg));
+	const char *why = NULL;
+
+	cr_assert_not_null(cfg);
+	cr_expect_eq(run_config_parse(NULL, 0, cfg, &why), -EINVAL);
+	cr_expect_str_eq(why, "no config");
+	cr_expect_eq(run_config_parse(good_config, strlen(good_config), NULL, &why), -EINVAL);
+	cr_expect_eq(run_config_parse(NULL, 0, cfg, NULL), -EINVAL, "why may be NULL");
+	free(cfg);
+}
+
+Test(run_config_parse, oversize_says_why)
+{
+	text_says(good_config, RUN_CONFIG_MAX + 1, -E2BIG, "netstack-run.json is too large");
+}
+
+Test(run_config_parse, refuses_non_strict_json)
+{
+	text_says("", 0, -EINVAL, NOT_JSON);
+	text_says("   \n", 4, -EINVAL, NOT_JSON);
+	config_says("}\n", "},\n", -EINVAL, NOT_JSON);			/* bytes after */
+	config_says("}\n", "} {}\n", -EINVAL, NOT_JSON);		/* a second value */
+	config_says("}\n", "} x\n", -EINVAL, NOT_JSON);
+	config_says("\"socket\": 1}\n", "\"socket\": 1},\n", -EINVAL, NOT_JSON); /* trailing , */
+	config_says("\"version\": 1,", "\"version\": 1,,", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1,", "/* c */ \"version\": 1,", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1,", "\"version\": 1, // c\n", -EINVAL, NOT_JSON);
+	config_says("\"myid\"", "'myid'", -EINVAL, NOT_JSON);
+	config_says("\"version\"", "version", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1", "\"version\" 1", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1", "\"version\": 01", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1", "\"version\": +1", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1", "\"version\": 0x1", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1", "\"version\": 1e", -EINVAL, NOT_JSON);
+	config_says(LATER, "{\"is\": TRUE}", -EINVAL, NOT_JSON);
+	config_says(LATER, "{\"is\": nul}", -EINVAL, NOT_JSON);
+	config_says(LATER, "{\"is\": NaN}", -EINVAL, NOT_JSON);
+	config_says(LATER, "{\"is\": Infinity}", -EINVAL, NOT_JSON);
+	config_says(LATER, "{\"is\": -Infinity}", -EINVAL, NOT_JSON);
+	config_says(LATER, "\"\\x\"", -EINVAL, NOT_JSON);		/* bad escape */
+	config_says(LATER, "\"\\u12\"", -EINVAL, NOT_JSON);
+	config_says(LATER, "\"a\tb\"", -EINVAL, NOT_JSON);		/* raw tab in a string */
+	config_says(LATER, "\"a\nb\"", -EINVAL, NOT_JSON);
+	config_says(LATER, "\"a\x01z\"", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1,", "\"version\": 1,\v", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1,", "\"version\": 1,\f", -EINVAL, NOT_JSON);
+	config_says("\"version\": 1,", "\"version\": 1,\x01", -EINVAL, NOT_JSON);
+	config_says("\"myid\"", "\"myid", -EINVAL, NOT_JSON);		/* unterminated */
+}
+
+Test(run_config_parse, refuses_nul_bytes)
+{
+	char buf[sizeof(good_config) + 1];
+	size_t len = strlen(good_config);
+
+	memcpy(buf, good_config, len);
+	buf[len] = '\0';
+	text_says(buf, len + 1, -EINVAL, NOT_JSON);		/* a NUL after the value */
+	memcpy(buf, good_config, len + 1);
+	buf[strstr(good_config, "myid") - good_config + 2] = '\0';
+	text_says(buf, len, -EINVAL, NOT_JSON);			/* one inside a string */
+}
+
+Test(run_config_parse, reads_input_that_is_not_nul_terminated)
+{
+	struct run_config_file *cfg = calloc(1, sizeof(*cfg));
+	size_t len = strlen(good_config);
+	char *buf = malloc(len + 8);
+
+	cr_assert_not_null(cfg);
+	cr_assert_not_null(buf);
+	memcpy(buf, good_config, len);
+	memcpy(buf + len, "garbage!", 8);
+	cr_expect_eq(run_config_parse(buf, len, cfg, NULL), 0);
+	cr_expect_str_eq(cfg->id, "myid");
+	free(buf);
+	free(cfg);
+}
+
+Test(run_config_parse, nesting_limit)
+{
+	char deep[64], deeper[64];
+
+	/* The document is one level; the field may nest 15 more. */
+	snprintf(deep, sizeof(deep), "%.15s%.15s", "[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]");
+	snprintf(deeper, sizeof(deeper), "%.16s%.16s", "[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]");
+	config_accepted(LATER, deep);
+	config_says(LATER, deeper, -EINVAL, NOT_JSON);
+}
+
+Test(run_config_parse, refuses_too_many_values)
+{
+	size_t n = 8000, len = 0;
+	char *text = malloc(strlen(good_config) + 2 * n + 8);
+	const char *at = strstr(good_config, LATER);
+
+	cr_assert_not_null(text);
+	memcpy(text, good_config, (size_t)(at - good_config));
+	len = (size_t)(at - good_config);
+	text[len++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		text[len++] = '0';
+		text[len++] = i + 1 < n ? ',' : ']';
+	}
+	strcpy(text + len, at + strlen(LATER));
+	text_says(text, strlen(text), -EINVAL, "netstack-run.json holds too many values");
+	free(text);
+}
+
+Test(run_config_parse, refuses_other_documents)
+{
+	text_says("null", 4, -EINVAL, NOT_RUN);
+	text_says("[]", 2, -EINVAL, NOT_RUN);
+	text_says("42", 2, -EINVAL, NOT_RUN);
+	text_says("\"netstack-run\"", 14, -EINVAL, NOT_RUN);
+	text_says("{}", 2, -EINVAL, NOT_RUN);
+	config_says("{\n", "[\n", -EINVAL, NOT_JSON);
+	config_says("\"netstack-run\"", "\"netstack-state\"", -EINVAL, NOT_RUN);
+	config_says("\"netstack-run\"", "\"netstack-run \"", -EINVAL, NOT_RUN);
+	config_says("\"netstack-run\"", "\"netstack-run\\u0000\"", -EINVAL, NOT_RUN);
+	config_says("\"netstack-run\"", "null", -EINVAL, NOT_RUN);
+	config_says("\"netstack-run\"", "[\"netstack-run\"]", -EINVAL, NOT_RUN);
+	config_says("\"format\"", "\"formats\"", -EINVAL, NOT_RUN);
+}
+
+Test(run_config_parse, refuses_bad_versions)
+{
+	static const char *const bad[] = {
+		"0", "-1", "\"1\"", "1.0", "1e0", "true", "null", "[1]", "2147483648",
+		"9223372036854775808", "99999999999999999999", "-99999999999999999999",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char to[64];
+
+		snprintf(to, sizeof(to), "\"version\": %s", bad[i]);
+		config_says("\"version\": 1", to, -EINVAL, "netstack-run.json has no valid version");
+	}
+	config_says("\"version\": 1,", "", -EINVAL, "netstack-run.json has no valid version");
+	config_says("\"version\": 1", "\"version\": 2", -EPROTONOSUPPORT,
+		    "netstack-run.json is of a newer version than this netstack reads");
+	config_says("\"version\": 1", "\"version\": 2147483647", -EPROTONOSUPPORT,
+		    "netstack-run.json is of a newer version than this netstack reads");
+}
+
+Test(run_config_parse, refuses_bad_ids)
+{
+	static const char *const bad[] = {
+		"\"-bad\"", "\"\"", "\"a/b\"", "\"..\"", "42", "null", "[\"myid\"]",
+		"\"my\\u0000id\"",
+		("\"an-id-that-is-far-too-long-to-be-a-valid-identifier-for-netstack-"
+		 "at-all-really-way-past-any-limit\""),
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		config_says("\"myid\"", bad[i], -EINVAL, "netstack-run.json has no valid id");
+	config_says("\"id\": \"myid\",", "", -EINVAL, "netstack-run.json has no valid id");
+}
+
+Test(run_config_parse, refuses_bad_nics)
+{
+	config_says("\"nics\"", "\"nix\"", -EINVAL, "netstack-run.json has no nics array");
+	config_says("\"nics\": [", "\"nics\": {\"a\": ", -EINVAL, NOT_JSON);
+	config_says("\"nics\": [\n    {\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}\n  ]",
+		    "\"nics\": null", -EINVAL, "netstack-run.json has no nics array");
+	config_says("\"nics\": [\n    {\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}\n  ]",
+		    "\"nics\": {}", -EINVAL, "netstack-run.json has no nics array");
+	config_says("{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}", "\"eth0\"",
+		    -EINVAL, "a NIC is not an object");
+	config_says("{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}", "null",
+		    -EINVAL, "a NIC is not an object");
+	config_says("\"name\": \"eth0\", ", "", -EINVAL, "a NIC has no valid name");
+	config_says("\"eth0\"", "\"\"", -EINVAL, "a NIC has no valid name");
+	config_says("\"eth0\"", "0", -EINVAL, "a NIC has no valid name");
+	config_says("\"eth0\"", "\"eth0-is-a-much-too-long-name\"", -EINVAL,
+		    "a NIC has no valid name");
+	config_says("\"tap\"", "\"vhost\"", -EINVAL, "a NIC's kind is not tap, fd or channel");
+	config_says("\"tap\"", "\"tapper\"", -EINVAL, "a NIC's kind is not tap, fd or channel");
+	config_says("\"tap\"", "null", -EINVAL, "a NIC's kind is not tap, fd or channel");
+	config_says("\"kind\": \"tap\", ", "", -EINVAL, "a NIC's kind is not tap, fd or channel");
+	config_says(", \"device\": \"tap0\"", "", -EINVAL, "a NIC has no valid device");
+	config_says("\"tap0\"", "0", -EINVAL, "a NIC has no valid device");
+	config_says("\"tap0\"", "\"tap0-is-a-much-too-long-name\"", -EINVAL,
+		    "a NIC has no valid device");
+	config_says("\"device\": \"tap0\"", "\"device\": \"\"", -EINVAL, "a TAP NIC names no device");
+	config_says("{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}",
+		    "{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"},"
+		    "{\"name\": \"eth0\", \"kind\": \"fd\", \"device\": \"\"}",
+		    -EINVAL, "two NICs share a name");
+}
+
+Test(run_config_parse, nic_kinds_and_count)
+{
+	char nics[2048];
+	size_t len = 0;
+
+	config_accepted("{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}",
+			"{\"name\": \"eth0\", \"kind\": \"fd\", \"device\": \"\"},"
+			"{\"name\": \"eth1\", \"kind\": \"channel\", \"device\": \"\"}");
+	for (int i = 0; i < RUN_CONFIG_NICS_MAX; i++)
+		len += (size_t)snprintf(nics + len, sizeof(nics) - len,
+					"%s{\"name\": \"n%d\", \"kind\": \"fd\", \"device\": \"\"}",
+					i ? "," : "", i);
+	config_accepted("{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}", nics);
+	snprintf(nics + len, sizeof(nics) - len, ",{\"name\": \"x\", \"kind\": \"fd\", \"device\": \"\"}");
+	config_says("{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}", nics, -EINVAL,
+		    "netstack-run.json lists too many NICs");
+}
+
+Test(run_config_parse, refuses_bad_services)
+{
+	static const char *const bad_sockets[] = {
+		"-1", "2147483648", "\"0\"", "0.0", "0e0", "null", "true",
+		"9223372036854775808", "99999999999999999999", "-99999999999999999999",
+	};
+
+	config_says("\"services\"", "\"service\"", -EINVAL, "netstack-run.json has no services array");
+	config_says("\"services\": [", "\"services\": {", -EINVAL, NOT_JSON);
+	config_says("{\"spec\": \"tcp:80:http\", \"socket\": 0}", "[]", -EINVAL,
+		    "a service is not an object");
+	config_says("{\"spec\": \"tcp:80:http\", \"socket\": 0}", "\"tcp:80:http\"", -EINVAL,
+		    "a service is not an object");
+	config_says("\"tcp:80:http\"", "\"tcp:80:gopher\"", -EINVAL, "a service has no valid spec");
+	config_says("\"tcp:80:http\"", "\"\"", -EINVAL, "a service has no valid spec");
+	config_says("\"tcp:80:http\"", "80", -EINVAL, "a service has no valid spec");
+	config_says("\"spec\": \"tcp:80:http\", ", "", -EINVAL, "a service has no valid spec");
+	config_says(", \"socket\": 0", "", -EINVAL, "a service has no valid socket number");
+	for (size_t i = 0; i < sizeof(bad_sockets) / sizeof(bad_sockets[0]); i++) {
+		char to[64];
+
+		snprintf(to, sizeof(to), "\"socket\": %s", bad_sockets[i]);
+		config_says("\"socket\": 0", to, -EINVAL, "a service has no valid socket number");
+	}
+	config_says("\"socket\": 0", "\"socket\": 1", -EINVAL, "two services share a socket");
+	config_says("\"udp:7:echo\"", "\"tcp:80:echo\"", -EINVAL,
+		    "two services share protocol and port");
+	config_accepted("\"socket\": 0", "\"socket\": 2147483647");
+}
+
+Test(run_config_parse, service_count_limit)
+{
+	size_t cap = (RUN_CONFIG_SERVICES_MAX + 1) * 48 + 64, len = 0;
+	char *svcs = malloc(cap);
+
+	cr_assert_not_null(svcs);
+	for (int i = 0; i < RUN_CONFIG_SERVICES_MAX; i++)
+		len += (size_t)snprintf(svcs + len, cap - len, "%s{\"spec\": \"tcp:%d:echo\", \"socket\": %d}",
+					i ? "," : "", i + 1, i);
+	config_accepted("{\"spec\": \"tcp:80:http\", \"socket\": 0},\n"
+			"    {\"spec\": \"udp:7:echo\", \"socket\": 1}", svcs);
+	snprintf(svcs + len, cap - len, ",{\"spec\": \"udp:1:echo\", \"socket\": 99999}");
+	config_says("{\"spec\": \"tcp:80:http\", \"socket\": 0},\n"
+		    "    {\"spec\": \"udp:7:echo\", \"socket\": 1}", svcs, -EINVAL,
+		    "netstack-run.json lists too many services");
+	free(svcs);
+}
+
+Test(run_config_parse, escapes_and_empty_lists)
+{
+	struct run_config_file *cfg = calloc(1, sizeof(*cfg));
+	char *text = config_edit("\"myid\"", "\"my\\u0069\\u0064\"");
+
+	cr_assert_not_null(cfg);
+	cr_expect_eq(config_parse(text, cfg), 0);
+	cr_expect_str_eq(cfg->id, "myid", "escapes are undone");
+	free(text);
+	config_accepted("{\"name\": \"eth0\", \"kind\": \"tap\", \"device\": \"tap0\"}", "");
+	config_accepted("{\"spec\": \"tcp:80:http\", \"socket\": 0},\n"
+			"    {\"spec\": \"udp:7:echo\", \"socket\": 1}", "");
+	config_accepted("\"version\": 1", "\"version\": 1 ");
+	config_accepted("\"socket\": 0", "\"socket\": -0");
+	config_accepted(LATER, "[null, true, false, 1.5e3, -0.25, \"\\u00e9\\ud83d\\ude00\\ud800\", {}]");
+	free(cfg);
+}
+
+Test(run_config_parse, duplicate_key_keeps_last)
+{
+	config_accepted("\"version\": 1", "\"version\": 2, \"version\": 1");
+	config_says("\"version\": 1", "\"version\": 1, \"version\": 2", -EPROTONOSUPPORT,
+		    "netstack-run.json is of a newer version than this netstack reads");
 }
