@@ -670,3 +670,27 @@ int tcp_peer_absorb(struct tcp_peer *p, const struct frame_parsed *f)
 	p->rcv_nxt += span;
 	return (int)span;
 }
+
+ssize_t frame_neighbour_reply(const struct frame_parsed *p, const struct frame_path *to4,
+			      const struct frame_path *to6, uint8_t *buf, size_t cap)
+{
+	struct frame_path back;
+
+	if (to4 && p->ethertype == FRAME_ETH_ARP && p->arp_op == FRAME_ARP_REQUEST &&
+	    p->arp_tpa.s_addr == to4->src.v4.s_addr) {
+		back = *to4;
+		memcpy(back.dst_mac, p->arp_sha, FRAME_MAC_LEN);
+		back.dst.v4 = p->arp_spa;
+		return frame_arp(buf, cap, &back, FRAME_ARP_REPLY);
+	}
+	if (to6 && p->ip_version == 6 && p->proto == IPPROTO_ICMPV6 &&
+	    p->icmp_type == ND_NEIGHBOR_SOLICIT &&
+	    !memcmp(&p->nd_target, &to6->src.v6, sizeof(p->nd_target)) &&
+	    !IN6_IS_ADDR_UNSPECIFIED(&p->src.v6)) {
+		back = *to6;
+		memcpy(back.dst_mac, p->src_mac, FRAME_MAC_LEN);
+		back.dst = p->src;
+		return frame_ndp_na(buf, cap, &back, FRAME_NA_SOLICITED | FRAME_NA_OVERRIDE);
+	}
+	return 0;
+}

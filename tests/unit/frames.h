@@ -345,6 +345,23 @@ struct tcp_peer {
 };
 
 /**
+ * frame_neighbour_reply() - the peer's answer to the stack's neighbour query
+ * @p: a frame the stack sent, parsed
+ * @to4: the IPv4 path from the peer to the stack (its src is the peer), or NULL
+ * @to6: the IPv6 path likewise, or NULL
+ * @buf: receives the reply
+ * @cap: room in @buf
+ *
+ * An ARP request for @to4's source address gets an ARP reply; a neighbour
+ * solicitation for @to6's source address (not a DAD probe) gets a solicited
+ * advertisement with the override flag, as the peer's kernel would send.
+ *
+ * Return: the reply's length, 0 if @p is no such query, or -errno.
+ */
+ssize_t frame_neighbour_reply(const struct frame_parsed *p, const struct frame_path *to4,
+			      const struct frame_path *to6, uint8_t *buf, size_t cap);
+
+/**
  * tcp_peer_init() - set up a peer that has sent nothing yet
  * @p: the peer
  * @path: from the peer to the stack; copied

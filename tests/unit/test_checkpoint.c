@@ -223,12 +223,11 @@ static bool next_tcp(struct ns_endpoint *ep, const struct frame_path *path,
 		}
 		if (n <= 0 || frame_parse(buf, (size_t)n, fp) != 0)
 			continue;
-		if (fp->ethertype == 0x0806 && fp->arp_op == FRAME_ARP_REQUEST) {
-			uint8_t reply[128];
-			ssize_t r = frame_arp(reply, sizeof(reply), path, FRAME_ARP_REPLY);
+		uint8_t reply[128];
+		ssize_t r = frame_neighbour_reply(fp, path, NULL, reply, sizeof(reply));
 
-			if (r > 0)
-				ns_channel_inject(ep, reply, (size_t)r);
+		if (r > 0) {
+			ns_channel_inject(ep, reply, (size_t)r);
 			continue;
 		}
 		if (fp->proto == IPPROTO_TCP)

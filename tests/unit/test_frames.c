@@ -1013,3 +1013,30 @@ Test(tcp_peer, absorb_rejects_other_connections)
 	cr_assert_eq(tcp_peer_absorb(&peer, &f), -EINVAL);		/* not TCP */
 	cr_assert_not(peer.synced);
 }
+
+Test(frames, neighbour_reply_answers_only_queries_for_the_peer)
+{
+	static const uint8_t smac[6] = { 0x02, 0, 0x5e, 0, 0x53, 2 }, pmac[6] = { 0x02, 0, 0x5e, 0, 0x53, 1 };
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	struct frame_path stack_to_peer, peer_to_stack, other;
+	struct frame_parsed q, r;
+	uint8_t buf[256], out[256];
+	ssize_t n;
+
+	cr_assert_eq(frame_path_init(&stack_to_peer, smac, "198.51.100.2", bcast, "198.51.100.1"), 0);
+	cr_assert_eq(frame_path_init(&peer_to_stack, pmac, "198.51.100.1", smac, "198.51.100.2"), 0);
+	n = frame_arp(buf, sizeof(buf), &stack_to_peer, FRAME_ARP_REQUEST);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(frame_parse(buf, (size_t)n, &q), 0);
+	n = frame_neighbour_reply(&q, &peer_to_stack, NULL, out, sizeof(out));
+	cr_assert_gt(n, 0, "an ARP request for the peer is answered");
+	cr_assert_eq(frame_parse(out, (size_t)n, &r), 0);
+	cr_expect_eq(r.arp_op, FRAME_ARP_REPLY);
+	cr_expect_arr_eq(r.arp_sha, pmac, 6, "the reply carries the peer's MAC");
+	cr_expect_arr_eq(r.dst_mac, smac, 6, "sent back to the asker");
+	cr_expect_eq(r.arp_tpa.s_addr, peer_to_stack.dst.v4.s_addr);
+	/* A query for another address, or no path of that family: no reply. */
+	cr_assert_eq(frame_path_init(&other, pmac, "198.51.100.9", smac, "198.51.100.2"), 0);
+	cr_expect_eq(frame_neighbour_reply(&q, &other, NULL, out, sizeof(out)), 0);
+	cr_expect_eq(frame_neighbour_reply(&q, NULL, NULL, out, sizeof(out)), 0);
+}

@@ -239,26 +239,12 @@ static bool next_frame(struct frame *f)
 static bool answer_neighbour_query(const struct frame_parsed *p)
 {
 	uint8_t out[FRAME_BUF];
-	struct frame_path back;
+	ssize_t n = frame_neighbour_reply(p, &to4, &to6, out, sizeof(out));
 
-	if (p->ethertype == FRAME_ETH_ARP && p->arp_op == FRAME_ARP_REQUEST &&
-	    p->arp_tpa.s_addr == to4.src.v4.s_addr) {
-		back = to4;
-		memcpy(back.dst_mac, p->arp_sha, FRAME_MAC_LEN);
-		back.dst.v4 = p->arp_spa;
-		inject(out, frame_arp(out, sizeof(out), &back, FRAME_ARP_REPLY));
-		return true;
-	}
-	if (p->ip_version == 6 && p->proto == IPPROTO_ICMPV6 && p->icmp_type == ND_NEIGHBOR_SOLICIT &&
-	    !memcmp(&p->nd_target, &to6.src.v6, sizeof(p->nd_target)) &&
-	    !IN6_IS_ADDR_UNSPECIFIED(&p->src.v6)) {
-		back = to6;
-		memcpy(back.dst_mac, p->src_mac, FRAME_MAC_LEN);
-		back.dst = p->src;
-		inject(out, frame_ndp_na(out, sizeof(out), &back, FRAME_NA_SOLICITED | FRAME_NA_OVERRIDE));
-		return true;
-	}
-	return false;
+	if (n == 0)
+		return false;
+	inject(out, n);
+	return true;
 }
 
 /*

@@ -168,26 +168,12 @@ static void inject_raw(const uint8_t *f, ssize_t len)
 static bool answer_neighbour_query(const struct frame_parsed *p)
 {
 	uint8_t out[FRAME_BUF];
-	struct frame_path back;
+	ssize_t n = frame_neighbour_reply(p, &to4, &to6, out, sizeof(out));
 
-	if (p->ethertype == FRAME_ETH_ARP && p->arp_op == FRAME_ARP_REQUEST &&
-	    p->arp_tpa.s_addr == to4.src.v4.s_addr) {
-		back = to4;
-		memcpy(back.dst_mac, p->arp_sha, FRAME_MAC_LEN);
-		back.dst.v4 = p->arp_spa;
-		inject_raw(out, frame_arp(out, sizeof(out), &back, FRAME_ARP_REPLY));
-		return true;
-	}
-	if (p->ip_version == 6 && p->proto == IPPROTO_ICMPV6 && p->icmp_type == ICMP6_TYPE_NS &&
-	    !memcmp(&p->nd_target, &to6.src.v6, sizeof(p->nd_target)) &&
-	    !IN6_IS_ADDR_UNSPECIFIED(&p->src.v6)) {
-		back = to6;
-		memcpy(back.dst_mac, p->src_mac, FRAME_MAC_LEN);
-		back.dst = p->src;
-		inject_raw(out, frame_ndp_na(out, sizeof(out), &back, FRAME_NA_SOLICITED | FRAME_NA_OVERRIDE));
-		return true;
-	}
-	return false;
+	if (n == 0)
+		return false;
+	inject_raw(out, n);
+	return true;
 }
 
 /* Take every frame the stack has sent, stamped with the fake time. Every
