@@ -25,6 +25,10 @@ packages=(
 	libcriterion-dev liburing-dev libprotobuf-c-dev protobuf-c-compiler
 	libzstd-dev libisal-dev libjson-c-dev
 	iproute2 iputils-ping curl socat iperf3 procps ethtool python3
+	# fuzzing, memcheck and fault tests (#7)
+	libfuzzer-14-dev valgrind hping3
+	# netstack-bench peers and tools (#5, #6)
+	fio passt slirp4netns gnuplot-nox iperf
 )
 
 missing=()
