@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_frame.c - libFuzzer target for everything a peer can send: Ethernet
+ * frames (ARP, IPv4, IPv6 with extension headers and fragments, ICMP,
+ * ICMPv6 with neighbour discovery and MLD, TCP, UDP) into a whole stack over
+ * the in-memory channel endpoint, without a dispatcher thread, under a fake
+ * clock that only inputs move.
+ *
+ * The process holds one stack (lwIP is global), set up once: a NIC with
+ * 198.51.100.2/24 and fd42:5::2/64, a dual-stack TCP listener on port 80, a
+ * dual-stack UDP socket on port 53, and one established connection per
+ * family from the peer (198.51.100.1 and fd42:5::1, ports 40000 and 40001),
+ * opened through the channel with crafted frames and each holding unacked
+ * data the stack sent, so retransmission, SACK and window code is in reach.
+ * Before every input the harness puts that state back: it reads what the
+ * sockets received, accepts and closes what the fuzzer connected, aborts
+ * every other connection and TIME-WAIT, and re-opens a connection the
+ * previous input killed. Inputs then see the same stack, up to its
+ * sequence numbers, caches and reassembly queues.
+ *
+ * An input is a sequence of records, each
+ *
+ *   ctl (1 byte) | length (2 bytes, big-endian) | frame (length bytes)
+ *
+ * ctl bit 0 (FUZZ_REBASE): a TCP segment's sequence and acknowledgement
+ * numbers are offsets from what the connection with those ports expects
+ * (rcv_nxt and snd_nxt), so mutations land in the window;
+ * bit 1 (FUZZ_CSUM): the IPv4 header checksum and the TCP, UDP, ICMP or
+ * ICMPv6 checksum are recomputed, so mutations get past them;
+ * bit 2 (FUZZ_BATCH): the stack does not run before the next frame, which
+ * then arrives in the same receive batch;
+ * bits 4-7: after this frame the clock moves by advance_ms[] of them, the
+ * stack running every timer due on the way. A short tail is ignored.
+ *
+ * Every frame the stack sends must parse with correct checksums
+ * (tests/unit/frames.c): a malformed answer to a malformed frame is a bug
+ * found, as a crash, an lwIP assertion or a sanitizer report is.
+ */
+#define _GNU_SOURCE
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "frames.h"
+#include "fuzz.h"
+#include "internal.h"
+#include "netstack.h"
+#include "tcpip.h"
+#include "lwip/priv/tcp_priv.h"
+
+#define NS_PER_MS 1000000ull
+#define START_NS (1000000ull * NS_PER_MS)	/* the fake clock starts at 1000 s */
+
+#define NIC_IP4 "198.51.100.2"
+#define PEER_IP4 "198.51.100.1"
+#define NIC_IP6 "fd42:5::2"
+#define PEER_IP6 "fd42:5::1"
+#define LISTEN_PORT 80
+#define UDP_PORT 53
+#define PEER_ISN 1000000u
+#define INFLIGHT 3000		/* bytes the stack keeps unacked on each connection */
+
+#define FUZZ_REBASE 0x01u
+#define FUZZ_CSUM 0x02u
+#define FUZZ_BATCH 0x04u
+#define FUZZ_REC_HDR 3u
+
+#define ETH_HLEN 14u
+#define IP6_EXT_HOPOPTS 0u
+#define IP6_EXT_ROUTING 43u
+#define IP6_EXT_FRAGMENT 44u
+#define IP6_EXT_DSTOPTS 60u
+
+static const unsigned advance_ms[16] = {
+	0, 1, 10, 50, 100, 200, 250, 500, 1000, 2000, 3000, 5000, 10000, 30000, 60000, 120000,
+};
+
+static const uint8_t nic_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
+static const uint8_t peer_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01 };
+
+/* A Linux-like SYN's options: MSS 1460, SACK permitted, timestamps, NOP,
+ * window scale 7. */
+static const uint8_t syn_opts[] = {
+	2, 4, 0x05, 0xb4,
+	4, 2,
+	8, 10, 0, 0, 0x30, 0x39, 0, 0, 0, 0,
+	1,
+	3, 3, 7,
+};
+
+struct conn {
+	const struct frame_path *path;
+	uint16_t port;		/* the peer's */
+	struct tcp_peer peer;
+	int sock;		/* -1 while not established */
+};
+
+static uint64_t fake_ns = START_NS;
+static bool trace;		/* FUZZ_FRAME_TRACE set: print what the stack sends */
+static struct ns_stack *stack;
+static struct ns_endpoint *chan;
+static struct frame_path to4, to6;
+static int listener = -1, udp = -1;
+static struct conn conns[2] = {
+	{ .path = &to4, .port = 40000, .sock = -1 },
+	{ .path = &to6, .port = 40001, .sock = -1 },
+};
+#define NCONNS (sizeof(conns) / sizeof(conns[0]))
+
+/* Room for any frame the channel carries, in or out. */
+static uint8_t frame_buf[1u << 17];
+
+static uint64_t fake_source(void *arg)
+{
+	(void)arg;
+	return fake_ns;
+}
+
+/* Wire fields at any alignment, in network order. */
+static uint16_t get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return ntohs(v);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return ntohl(v);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	v = htons(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	v = htonl(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+/* ------------------------------------------------------------------ */
+/* Frames in and out                                                   */
+/* ------------------------------------------------------------------ */
+
+static void inject(const uint8_t *f, size_t len)
+{
+	/* -EINVAL (empty, too long) and -ENOBUFS are the channel's to refuse. */
+	if (len)
+		ns_channel_inject(chan, f, len);
+}
+
+/* Take every frame the stack sent; each must be well-formed. TCP segments
+ * to a connection's peer move its tcp_peer; neighbour queries for the peer
+ * are answered. Return: whether an answer was injected. */
+static bool drain(void)
+{
+	bool answered = false;
+	ssize_t n;
+
+	while ((n = ns_channel_read(chan, frame_buf, sizeof(frame_buf))) != -EAGAIN) {
+		struct frame_parsed p;
+		uint8_t reply[256];
+		ssize_t r;
+		size_t i;
+
+		FUZZ_CHECK(n > 0 && (size_t)n <= sizeof(frame_buf), "ns_channel_read: %zd", n);
+		FUZZ_CHECK(frame_parse(frame_buf, (size_t)n, &p) == 0,
+			   "the stack sent a malformed %zd-byte frame", n);
+		FUZZ_CHECK(p.csum_ok, "the stack sent a frame with a bad checksum (ethertype 0x%04x, proto %u)",
+			   p.ethertype, p.proto);
+		FUZZ_CHECK(!memcmp(p.src_mac, nic_mac, FRAME_MAC_LEN), "a frame not from the NIC's MAC");
+		if (trace)
+			fprintf(stderr, "  out: ethertype 0x%04x IPv%d proto %u %u->%u flags 0x%02x seq %u ack %u len %zu icmp %u\n",
+				p.ethertype, p.ip_version, p.proto, p.sport, p.dport, p.tcp_flags, p.seq, p.ack,
+				p.payload_len, p.icmp_type);
+		for (i = 0; i < NCONNS; i++)
+			if (p.proto == IPPROTO_TCP && p.dport == conns[i].port && p.sport == LISTEN_PORT)
+				tcp_peer_absorb(&conns[i].peer, &p);
+		r = frame_neighbour_reply(&p, &to4, &to6, reply, sizeof(reply));
+		if (r > 0) {
+			inject(reply, (size_t)r);
+			answered = true;
+		}
+	}
+	return answered;
+}
+
+/* One dispatcher round at the current fake time, then take what was sent;
+ * again while answers to neighbour queries wait to be received. */
+static void run(void)
+{
+	do {
+		ns_lock(stack);
+		ns_stack_run_once(stack, false);
+		ns_unlock(stack);
+	} while (drain());
+}
+
+ /*
+ * Move the clock @ms forward, stopping at every timer the wheel has due on
+ * the way, as a dispatcher that wakes on time would: one jump would fire
+ * lwIP's cyclic TCP timer once where it is owed many ticks.
+ */
+static void advance(unsigned ms)
+{
+	uint64_t end = fake_ns + ms * NS_PER_MS, next;
+
+	while (fake_ns < end) {
+		ns_lock(stack);
+		next = tcpip_timers_next_ns();
+		ns_unlock(stack);
+		if (next <= fake_ns)
+			next = fake_ns + NS_PER_MS;
+		fake_ns = next < end ? next : end;
+		run();
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Repairs that keep mutations meaningful                              */
+/* ------------------------------------------------------------------ */
+
+/* The connection with these ports, not a listener. Lock held. */
+static struct tcp_pcb *pcb_find(uint16_t local, uint16_t remote)
+{
+	struct tcp_pcb *pcb;
+
+	for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+		if (pcb->local_port == local && pcb->remote_port == remote)
+			return pcb;
+	return NULL;
+}
+
+struct l4 {
+	uint8_t proto;
+	uint8_t *hdr;		/* NULL: no upper layer to repair */
+	size_t len;		/* bytes from hdr to the end of the IP payload */
+	uint8_t pseudo[40];	/* the pseudo-header, ready to sum */
+	size_t pseudo_len;
+};
+
+/* Find the upper layer of an IPv4 or IPv6 frame. A fragment has none. */
+static void find_l4(uint8_t *f, size_t len, struct l4 *l)
+{
+	uint16_t type;
+
+	memset(l, 0, sizeof(*l));
+	if (len < ETH_HLEN)
+		return;
+	type = get16(f + 12);
+	f += ETH_HLEN;
+	len -= ETH_HLEN;
+	if (type == FRAME_ETH_IPV4 && len >= FRAME_IPV4_HLEN) {
+		size_t ihl = (size_t)(f[0] & 0xf) * 4, tot = get16(f + 2);
+
+		if (ihl < FRAME_IPV4_HLEN || ihl > len || tot < ihl)
+			return;
+		if (tot > len)
+			tot = len;
+		if (get16(f + 6) & 0x3fff)	/* MF or an offset */
+			return;
+		l->proto = f[9];
+		l->hdr = f + ihl;
+		l->len = tot - ihl;
+		memcpy(l->pseudo, f + 12, 8);
+		l->pseudo[9] = l->proto;
+		put16(l->pseudo + 10, (uint16_t)l->len);
+		l->pseudo_len = 12;
+	} else if (type == FRAME_ETH_IPV6 && len >= FRAME_IPV6_HLEN) {
+		size_t plen = get16(f + 4), off = FRAME_IPV6_HLEN;
+		uint8_t nh = f[6];
+
+		if (plen > len - FRAME_IPV6_HLEN)
+			plen = len - FRAME_IPV6_HLEN;
+		while (nh == IP6_EXT_HOPOPTS || nh == IP6_EXT_ROUTING || nh == IP6_EXT_DSTOPTS) {
+			size_t ext;
+
+			if (off + 2 > FRAME_IPV6_HLEN + plen)
+				return;
+			ext = ((size_t)f[off + 1] + 1) * 8;
+			nh = f[off];
+			off += ext;
+		}
+		if (nh == IP6_EXT_FRAGMENT || off > FRAME_IPV6_HLEN + plen)
+			return;
+		l->proto = nh;
+		l->hdr = f + off;
+		l->len = FRAME_IPV6_HLEN + plen - off;
+		memcpy(l->pseudo, f + 8, 32);
+		put32(l->pseudo + 32, (uint32_t)l->len);
+		l->pseudo[39] = nh;
+		l->pseudo_len = 40;
+	}
+}
+
+/* Sequence and acknowledgement numbers as offsets from what the
+ * connection with the segment's ports expects. */
+static void rebase(const struct l4 *l)
+{
+	struct tcp_pcb *pcb;
+
+	if (!l->hdr || l->proto != IPPROTO_TCP || l->len < FRAME_TCP_HLEN)
+		return;
+	ns_lock(stack);
+	pcb = pcb_find(get16(l->hdr + 2), get16(l->hdr));
+	if (pcb) {
+		put32(l->hdr + 4, get32(l->hdr + 4) + pcb->rcv_nxt);
+		put32(l->hdr + 8, get32(l->hdr + 8) + pcb->snd_nxt);
+	}
+	ns_unlock(stack);
+}
+
+static void fix_csums(uint8_t *f, size_t len, const struct l4 *l)
+{
+	size_t off;
+	uint16_t c;
+
+	if (len >= ETH_HLEN + FRAME_IPV4_HLEN && get16(f + 12) == FRAME_ETH_IPV4) {
+		size_t ihl = (size_t)(f[ETH_HLEN] & 0xf) * 4;
+
+		if (ihl >= FRAME_IPV4_HLEN && ETH_HLEN + ihl <= len) {
+			put16(f + ETH_HLEN + 10, 0);
+			put16(f + ETH_HLEN + 10, frame_csum(f + ETH_HLEN, ihl, 0));
+		}
+	}
+	if (!l->hdr)
+		return;
+	switch (l->proto) {
+	case IPPROTO_TCP:
+		off = 16;
+		break;
+	case IPPROTO_UDP:
+		off = 6;
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		off = 2;
+		break;
+	default:
+		return;
+	}
+	if (l->len < off + 2)
+		return;
+	put16(l->hdr + off, 0);
+	if (l->proto == IPPROTO_ICMP)
+		c = frame_csum(l->hdr, l->len, 0);
+	else
+		c = frame_csum(l->hdr, l->len, (uint16_t)~frame_csum(l->pseudo, l->pseudo_len, 0));
+	if (l->proto == IPPROTO_UDP && c == 0)
+		c = 0xffff;
+	put16(l->hdr + off, c);
+}
+
+/* ------------------------------------------------------------------ */
+/* The stack's state between inputs                                    */
+/* ------------------------------------------------------------------ */
+
+/* The passive open of @c through the listener, then INFLIGHT bytes sent
+ * by the stack and never acknowledged. Leaves c->sock -1 when the stack
+ * does not complete it (an earlier input may have, say, moved the peer's
+ * neighbour entry); the next input tries again. */
+static void establish(struct conn *c)
+{
+	static const char junk[INFLIGHT];
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	uint8_t buf[256];
+	ssize_t n;
+	int s;
+
+	tcp_peer_init(&c->peer, c->path, c->port, LISTEN_PORT, PEER_ISN);
+	n = tcp_peer_syn(&c->peer, buf, sizeof(buf), syn_opts, sizeof(syn_opts));
+	FUZZ_CHECK(n > 0, "tcp_peer_syn: %zd", n);
+	inject(buf, (size_t)n);
+	run();
+	if (!c->peer.synced)
+		return;
+	n = tcp_peer_ack(&c->peer, buf, sizeof(buf));
+	FUZZ_CHECK(n > 0, "tcp_peer_ack: %zd", n);
+	inject(buf, (size_t)n);
+	run();
+	for (;;) {
+		sslen = sizeof(ss);
+		s = ns_accept(stack, listener, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK);
+		if (s < 0)
+			return;
+		if (ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == c->port)
+			break;
+		ns_close(stack, s);
+	}
+	c->sock = s;
+	n = ns_send(stack, s, junk, sizeof(junk), MSG_DONTWAIT);
+	FUZZ_CHECK(n > 0, "ns_send on a fresh connection: %zd", n);
+	run();
+}
+
+static bool conn_healthy(const struct conn *c)
+{
+	struct pollfd pfd = { .fd = c->sock, .events = POLLIN | POLLOUT };
+	struct tcp_pcb *pcb;
+	bool ok;
+
+	if (c->sock < 0 || ns_poll(stack, &pfd, 1, 0) < 0 || (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+		return false;
+	ns_lock(stack);
+	pcb = pcb_find(LISTEN_PORT, c->port);
+	ok = pcb && pcb->state == ESTABLISHED && pcb->callback_arg;
+	ns_unlock(stack);
+	return ok;
+}
+
+/* A pcb nobody holds a socket for, other than our connections': handed
+ * over to lwIP by a close, half-open (SYN_RCVD) or in TIME-WAIT. Lock held. */
+static struct tcp_pcb *stray_pcb(void)
+{
+	struct tcp_pcb *lists[2] = { tcp_active_pcbs, tcp_tw_pcbs }, *pcb;
+	size_t i, k;
+
+	for (k = 0; k < 2; k++)
+		for (pcb = lists[k]; pcb; pcb = pcb->next) {
+			bool ours = false;
+
+			for (i = 0; i < NCONNS; i++)
+				ours |= conns[i].sock >= 0 && pcb->local_port == LISTEN_PORT &&
+					pcb->remote_port == conns[i].port;
+			if (!ours && (!pcb->callback_arg || pcb->state == SYN_RCVD || pcb->state == TIME_WAIT))
+				return pcb;
+		}
+	return NULL;
+}
+
+static void reset_state(void)
+{
+	static uint8_t sink[65536];
+	struct tcp_pcb *pcb;
+	size_t i;
+	int s;
+
+	for (i = 0; i < NCONNS; i++) {
+		if (conns[i].sock >= 0)
+			while (ns_recv(stack, conns[i].sock, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+				;
+		if (conns[i].sock >= 0 && !conn_healthy(&conns[i])) {
+			ns_close(stack, conns[i].sock);
+			conns[i].sock = -1;
+		}
+	}
+	while (ns_recvfrom(stack, udp, sink, sizeof(sink), MSG_DONTWAIT, NULL, NULL) >= 0)
+		;
+	while ((s = ns_accept(stack, listener, NULL, NULL, SOCK_NONBLOCK)) >= 0)
+		ns_close(stack, s);
+	ns_lock(stack);
+	while ((pcb = stray_pcb())) {
+		/* No callback may reach a socket: these have none, or (SYN_RCVD)
+		 * only the listener's argument and no error callback. */
+		tcp_arg(pcb, NULL);
+		tcp_abort(pcb);
+	}
+	ns_unlock(stack);
+	run();
+	for (i = 0; i < NCONNS; i++) {
+		struct tcp_pcb *p;
+		bool idle;
+
+		if (conns[i].sock < 0) {
+			establish(&conns[i]);
+			continue;
+		}
+		ns_lock(stack);
+		p = pcb_find(LISTEN_PORT, conns[i].port);
+		idle = p && !p->unacked && !p->unsent;
+		ns_unlock(stack);
+		if (idle) {
+			static const char more[INFLIGHT];
+
+			ns_send(stack, conns[i].sock, more, sizeof(more), MSG_DONTWAIT);
+			run();
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* libFuzzer                                                           */
+/* ------------------------------------------------------------------ */
+
+static int socket_on(int type, uint16_t port)
+{
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	int s = ns_socket(stack, AF_INET6, type | SOCK_NONBLOCK, 0), rc;
+
+	FUZZ_CHECK(s >= 0, "ns_socket: %d", s);
+	a6.sin6_addr = in6addr_any;
+	rc = ns_bind(stack, s, (struct sockaddr *)&a6, sizeof(a6));
+	FUZZ_CHECK(rc == 0, "ns_bind: %d", rc);
+	return s;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	struct ns_stack_config cfg = { .log_level = NS_LOG_ERR };
+	struct ns_nic_config nc = { .name = "eth0" };
+	struct ns_prefix pfx;
+	size_t i;
+	int nic, rc;
+
+	(void)argc;
+	(void)argv;
+	trace = getenv("FUZZ_FRAME_TRACE");
+	/* Before the first stack: lwIP's cyclic timers start on this clock. */
+	tcpip_clock_use_source(fake_source, NULL);
+	rc = ns_stack_new(&cfg, &stack);
+	FUZZ_CHECK(rc == 0, "ns_stack_new: %d", rc);
+	rc = ns_endpoint_channel_new(&chan);
+	FUZZ_CHECK(rc == 0, "ns_endpoint_channel_new: %d", rc);
+	memcpy(nc.mac, nic_mac, sizeof(nc.mac));
+	nic = ns_nic_add(stack, &nc, chan);
+	FUZZ_CHECK(nic >= 1, "ns_nic_add: %d", nic);
+	FUZZ_CHECK(ns_prefix_parse(NIC_IP4 "/24", &pfx) == 0 && ns_addr_add(stack, nic, &pfx) == 0,
+		   "the IPv4 address");
+	FUZZ_CHECK(ns_prefix_parse(NIC_IP6 "/64", &pfx) == 0 && ns_addr_add(stack, nic, &pfx) == 0,
+		   "the IPv6 address");
+	FUZZ_CHECK(frame_path_init(&to4, peer_mac, PEER_IP4, nic_mac, NIC_IP4) == 0 &&
+		   frame_path_init(&to6, peer_mac, PEER_IP6, nic_mac, NIC_IP6) == 0, "paths");
+	listener = socket_on(SOCK_STREAM, LISTEN_PORT);
+	rc = ns_listen(stack, listener, 16);
+	FUZZ_CHECK(rc == 0, "ns_listen: %d", rc);
+	udp = socket_on(SOCK_DGRAM, UDP_PORT);
+	run();
+	reset_state();
+	for (i = 0; i < NCONNS; i++)
+		FUZZ_CHECK(conns[i].sock >= 0, "connection %zu did not open", i);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	reset_state();
+	while (size >= FUZZ_REC_HDR) {
+		uint8_t ctl = data[0];
+		size_t len = get16(data + 1);
+		struct l4 l;
+
+		data += FUZZ_REC_HDR;
+		size -= FUZZ_REC_HDR;
+		if (len > size)
+			len = size;
+		memcpy(frame_buf, data, len);
+		data += len;
+		size -= len;
+		if (trace)
+			fprintf(stderr, " in: ctl 0x%02x, %zu bytes\n", ctl, len);
+		find_l4(frame_buf, len, &l);
+		if (ctl & FUZZ_REBASE)
+			rebase(&l);
+		if (ctl & FUZZ_CSUM)
+			fix_csums(frame_buf, len, &l);
+		inject(frame_buf, len);
+		if (!(ctl & FUZZ_BATCH) || size < FUZZ_REC_HDR)
+			run();
+		if (ctl >> 4)
+			advance(advance_ms[ctl >> 4]);
+	}
+	return 0;
+}
