@@ -267,6 +267,17 @@ void ns_nic_handle_failure(struct ns_stack *s, struct ns_nic *nic)
 	       strerror(nic->failed ? nic->failed : EIO));
 }
 
+/*
+ * lwIP 2.1.3's etharp_input() reads a whole ARP header without checking
+ * that the frame holds one (hardware pads to 60 bytes; a TAP peer's runt
+ * is not padded): such a frame is malformed here, before lwIP.
+ */
+static bool arp_runt(const uint8_t *d, size_t len)
+{
+	return len < TAP_ETH_HLEN + SIZEOF_ETHARP_HDR && d[12] == ETHTYPE_ARP >> 8 &&
+	       d[13] == (ETHTYPE_ARP & 0xff);
+}
+
 void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 {
 	struct ns_endpoint *ep = nic->ep;
@@ -289,7 +300,7 @@ void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 			nic->rx_bytes += f->len;
 			s->stats.rx_frames++;
 			s->stats.rx_bytes += f->len;
-			if (f->len < TAP_ETH_HLEN || f->len > 0xffff) {
+			if (f->len < TAP_ETH_HLEN || f->len > 0xffff || arp_runt(f->data, f->len)) {
 				nic->rx_malformed++;
 				s->stats.rx_malformed++;
 				continue;
