@@ -3,8 +3,9 @@
  * api.c - ns_stack_checkpoint() and ns_stack_restore(): the sequence of a
  * checkpoint (quiesce, freeze the clock, hooks, capture, write, resume or
  * stay stopped, count the attempt) and of a restore (validate the whole
- * image first, continue the clock, build the stack, count). The state comes
- * from netstack/ as plain C; image.c owns the format.
+ * image first, continue the clock, build the stack, load its memory in the
+ * foreground or start loading it in the background, count). The state comes
+ * from netstack/ as plain C; image.c owns the format, memfile.c the pages.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include "clock.h"
 #include "image.h"
 #include "internal.h"
+#include "memfile.h"
 #include "state.h"
 
 #define WHY_MAX 256
@@ -22,6 +24,8 @@ int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_che
 {
 	struct ns_checkpoint_opts def = { 0 };
 	struct ns_state st = { 0 };
+	struct ckpt_sidecar side;
+	struct mf_save *pages = NULL;
 	char why[WHY_MAX] = "";
 	bool was_running;
 	int rc;
@@ -37,8 +41,8 @@ int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_che
 		rc = -EINVAL;
 		goto count;
 	}
-	if (opts->compression != NS_COMPRESSION_NONE) {
-		rc = -EOPNOTSUPP;
+	if (opts->compression != NS_COMPRESSION_NONE && opts->compression != NS_COMPRESSION_ZSTD) {
+		rc = -EINVAL;
 		goto count;
 	}
 	/* Quiesce: no frame is read and no timer fires from here on, and the
@@ -56,8 +60,12 @@ int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_che
 		st.checkpoint_count = (uint64_t)s->ckpt_count + 1;	/* this attempt */
 		ns_unlock(s);
 	}
+	/* The memory regions go beside the state, written in parallel. */
 	if (!rc)
-		rc = ckpt_image_write(dir, &st, why, sizeof(why));
+		rc = mf_save_prepare(s, opts, &st, &side, &pages, why, sizeof(why));
+	if (!rc)
+		rc = ckpt_image_write_with(dir, &st, pages ? &side : NULL, why, sizeof(why));
+	mf_save_free(pages);
 	ns_state_release(&st);
 	/* A failed checkpoint changes nothing: the stack resumes, as runsc
 	 * leaves a sandbox running when its checkpoint fails. */
@@ -93,6 +101,7 @@ int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 {
 	struct ns_restore_opts def = { 0 };
 	struct ns_state st = { 0 };
+	struct mf_restore *pages = NULL;
 	char reason[WHY_MAX] = "";
 	struct ns_stack *s;
 	int rc;
@@ -103,8 +112,11 @@ int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 		opts = &def;
 	/* Everything is validated before anything is created. */
 	rc = ckpt_image_read(dir, &st, reason, sizeof(reason));
+	if (!rc)
+		rc = mf_restore_prepare(dir, &st, opts, &pages, reason, sizeof(reason));
 	if (rc) {
 		say(why, whylen, "%s", reason);
+		ns_state_release(&st);
 		return rc;
 	}
 	rc = tcpip_clock_continue(st.clock_ns);
@@ -123,6 +135,22 @@ int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 		ns_stack_free(s);
 		goto out;
 	}
+	if (pages) {
+		rc = mf_restore_attach(s, pages, reason, sizeof(reason));
+		pages = NULL;
+		/* Foreground: every page is in before the stack serves. */
+		if (!rc && !opts->background && (rc = ns_memfile_wait(s, -1))) {
+			struct ns_memfile_progress p;
+
+			ns_memfile_progress(s, &p);
+			snprintf(reason, sizeof(reason), "%s/%s", dir, p.why);
+		}
+		if (rc) {
+			say(why, whylen, "%s", reason);
+			ns_stack_free(s);
+			goto out;
+		}
+	}
 	ns_lock(s);
 	s->restored = true;
 	ns_checkpoint_done(s, 0);	/* a restore counts as an attempt */
@@ -134,6 +162,7 @@ int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 	}
 	*stackp = s;
 out:
+	mf_restore_free(pages);
 	ns_state_release(&st);
 	return rc;
 }

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <isa-l/crc.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -73,6 +74,17 @@ static uint64_t get_le64(const uint8_t *p)
 	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
 }
 
+void ckpt_frame_header(uint8_t *buf, const char *magic, uint32_t version, size_t payload_len)
+{
+	memcpy(buf, magic, CKPT_IMAGE_MAGIC_LEN);
+	put_le32(buf + CKPT_HDR_OFF_VERSION, version);
+	put_le32(buf + CKPT_HDR_OFF_HDR_LEN, CKPT_IMAGE_HDR_LEN);
+	put_le64(buf + CKPT_HDR_OFF_PAYLOAD_LEN, payload_len);
+	put_le32(buf + CKPT_HDR_OFF_PAYLOAD_CRC,
+		 ckpt_crc32c(buf + CKPT_IMAGE_HDR_LEN, payload_len));
+	put_le32(buf + CKPT_HDR_OFF_HDR_CRC, ckpt_crc32c(buf, CKPT_HDR_OFF_HDR_CRC));
+}
+
 int ckpt_image_encode(const struct ns_state *st, uint8_t **bufp, size_t *lenp,
 		      char *why, size_t whylen)
 {
@@ -84,12 +96,7 @@ int ckpt_image_encode(const struct ns_state *st, uint8_t **bufp, size_t *lenp,
 			     &buf, &len, why, whylen);
 	if (rc)
 		return rc;
-	memcpy(buf, CKPT_IMAGE_MAGIC, CKPT_IMAGE_MAGIC_LEN);
-	put_le32(buf + CKPT_HDR_OFF_VERSION, CKPT_IMAGE_VERSION);
-	put_le32(buf + CKPT_HDR_OFF_HDR_LEN, CKPT_IMAGE_HDR_LEN);
-	put_le64(buf + CKPT_HDR_OFF_PAYLOAD_LEN, len);
-	put_le32(buf + CKPT_HDR_OFF_PAYLOAD_CRC, ckpt_crc32c(buf + CKPT_IMAGE_HDR_LEN, len));
-	put_le32(buf + CKPT_HDR_OFF_HDR_CRC, ckpt_crc32c(buf, CKPT_HDR_OFF_HDR_CRC));
+	ckpt_frame_header(buf, CKPT_IMAGE_MAGIC, CKPT_IMAGE_VERSION, len);
 	*bufp = buf;
 	*lenp = CKPT_IMAGE_HDR_LEN + len;
 	return 0;
@@ -101,7 +108,8 @@ static int truncated(char *why, size_t whylen, size_t len, const char *what, uin
 			 len, what, (unsigned long long)need);
 }
 
-int ckpt_image_decode(const uint8_t *buf, size_t len, struct ns_state *st,
+int ckpt_frame_decode(const struct ckpt_frame_kind *k, const uint8_t *buf, size_t len,
+		      uint32_t *versionp, const uint8_t **payloadp, size_t *payload_lenp,
 		      char *why, size_t whylen)
 {
 	uint32_t version, hdr_len, crc;
@@ -109,23 +117,23 @@ int ckpt_image_decode(const uint8_t *buf, size_t len, struct ns_state *st,
 
 	if (len == 0)
 		return ckpt_fail(why, whylen, -EBADMSG, "empty file");
-	if (len > CKPT_IMAGE_MAX_SIZE)
-		return ckpt_fail(why, whylen, -EFBIG, "%zu bytes, over the limit of %u",
-				 len, CKPT_IMAGE_MAX_SIZE);
-	if (memcmp(buf, CKPT_IMAGE_MAGIC, len < CKPT_IMAGE_MAGIC_LEN ? len : CKPT_IMAGE_MAGIC_LEN))
-		return ckpt_fail(why, whylen, -EINVAL, "not a netstack image");
+	if (len > k->max_size)
+		return ckpt_fail(why, whylen, -EFBIG, "%zu bytes, over the limit of %zu",
+				 len, k->max_size);
+	if (memcmp(buf, k->magic, len < CKPT_IMAGE_MAGIC_LEN ? len : CKPT_IMAGE_MAGIC_LEN))
+		return ckpt_fail(why, whylen, -EINVAL, "not a netstack %s", k->what);
 	if (len < CKPT_HDR_OFF_VERSION + 4)
 		return truncated(why, whylen, len, "the header", CKPT_IMAGE_HDR_LEN);
 	/* The version first: a newer format's header may differ from ours. */
 	version = get_le32(buf + CKPT_HDR_OFF_VERSION);
-	if (version > CKPT_IMAGE_VERSION)
+	if (version > k->max_version)
 		return ckpt_fail(why, whylen, -EPROTONOSUPPORT,
-				 "image format %u is newer than this netstack (%u)",
-				 version, CKPT_IMAGE_VERSION);
-	if (version != CKPT_IMAGE_VERSION)
+				 "%s format %u is newer than this netstack (%u)",
+				 k->what, version, k->max_version);
+	if (version < k->min_version)
 		return ckpt_fail(why, whylen, -EPROTONOSUPPORT,
-				 "image format %u is not one this netstack reads (%u)",
-				 version, CKPT_IMAGE_VERSION);
+				 "%s format %u is not one this netstack reads (%u..%u)",
+				 k->what, version, k->min_version, k->max_version);
 	if (len < CKPT_IMAGE_HDR_LEN)
 		return truncated(why, whylen, len, "the header", CKPT_IMAGE_HDR_LEN);
 	crc = ckpt_crc32c(buf, CKPT_HDR_OFF_HDR_CRC);
@@ -140,12 +148,36 @@ int ckpt_image_decode(const uint8_t *buf, size_t len, struct ns_state *st,
 		return truncated(why, whylen, len, "the header and payload",
 				 CKPT_IMAGE_HDR_LEN + payload_len);
 	if (len - CKPT_IMAGE_HDR_LEN > payload_len)
-		return ckpt_fail(why, whylen, -EBADMSG, "%llu bytes after the end of the image",
-				 (unsigned long long)(len - CKPT_IMAGE_HDR_LEN - payload_len));
+		return ckpt_fail(why, whylen, -EBADMSG, "%llu bytes after the end of the %s",
+				 (unsigned long long)(len - CKPT_IMAGE_HDR_LEN - payload_len),
+				 k->what);
 	crc = ckpt_crc32c(buf + CKPT_IMAGE_HDR_LEN, payload_len);
 	if (crc != get_le32(buf + CKPT_HDR_OFF_PAYLOAD_CRC))
 		return ckpt_fail(why, whylen, -EBADMSG, "payload checksum mismatch (damaged)");
-	return ckpt_state_unpack(buf + CKPT_IMAGE_HDR_LEN, payload_len, version, st, why, whylen);
+	*versionp = version;
+	*payloadp = buf + CKPT_IMAGE_HDR_LEN;
+	*payload_lenp = payload_len;
+	return 0;
+}
+
+static const struct ckpt_frame_kind state_kind = {
+	.magic = CKPT_IMAGE_MAGIC, .what = "image", .max_size = CKPT_IMAGE_MAX_SIZE,
+	.min_version = CKPT_IMAGE_VERSION_MIN, .max_version = CKPT_IMAGE_VERSION,
+};
+
+int ckpt_image_decode(const uint8_t *buf, size_t len, struct ns_state *st,
+		      char *why, size_t whylen)
+{
+	const uint8_t *payload;
+	size_t payload_len;
+	uint32_t version;
+	int rc;
+
+	rc = ckpt_frame_decode(&state_kind, buf, len, &version, &payload, &payload_len,
+			       why, whylen);
+	if (rc)
+		return rc;
+	return ckpt_state_unpack(payload, payload_len, version, st, why, whylen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -178,7 +210,8 @@ static int read_exact(int fd, uint8_t *buf, size_t size)
 	return n ? -ESTALE : 0;
 }
 
-int ckpt_image_read(const char *dir, struct ns_state *st, char *why, size_t whylen)
+int ckpt_file_load(const char *dir, const char *name, size_t max, uint8_t **bufp, size_t *lenp,
+		   char *why, size_t whylen)
 {
 	uint8_t *buf = NULL;
 	struct stat sb;
@@ -188,65 +221,85 @@ int ckpt_image_read(const char *dir, struct ns_state *st, char *why, size_t whyl
 	if (dfd < 0)
 		return ckpt_fail(why, whylen, -errno, "image directory %s: %s",
 				 dir, strerror(errno));
-	fd = openat(dfd, CKPT_STATE_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
 		if (rc == -ELOOP)
 			ckpt_fail(why, whylen, rc, "%s/%s is a symlink, not an image file",
-				  dir, CKPT_STATE_FILE);
+				  dir, name);
 		else if (rc == -ENOENT)
 			ckpt_fail(why, whylen, rc,
 				  "%s has no %s (not an image, or an incomplete one)",
-				  dir, CKPT_STATE_FILE);
+				  dir, name);
 		else
-			ckpt_fail(why, whylen, rc, "%s/%s: %s",
-				  dir, CKPT_STATE_FILE, strerror(-rc));
+			ckpt_fail(why, whylen, rc, "%s/%s: %s", dir, name, strerror(-rc));
 		goto out;
 	}
 	if (fstat(fd, &sb) < 0) {
-		rc = ckpt_fail(why, whylen, -errno, "%s/%s: %s",
-			       dir, CKPT_STATE_FILE, strerror(errno));
+		rc = ckpt_fail(why, whylen, -errno, "%s/%s: %s", dir, name, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		rc = ckpt_fail(why, whylen, -EINVAL, "%s/%s is not a regular file",
-			       dir, CKPT_STATE_FILE);
+		rc = ckpt_fail(why, whylen, -EINVAL, "%s/%s is not a regular file", dir, name);
 		goto out;
 	}
-	if ((uint64_t)sb.st_size > CKPT_IMAGE_MAX_SIZE) {
-		rc = ckpt_fail(why, whylen, -EFBIG, "%s/%s: %lld bytes, over the limit of %u",
-			       dir, CKPT_STATE_FILE, (long long)sb.st_size, CKPT_IMAGE_MAX_SIZE);
+	if ((uint64_t)sb.st_size > max) {
+		rc = ckpt_fail(why, whylen, -EFBIG, "%s/%s: %lld bytes, over the limit of %zu",
+			       dir, name, (long long)sb.st_size, max);
 		goto out;
 	}
 	buf = malloc((size_t)sb.st_size + 1);
 	if (!buf) {
-		rc = ckpt_fail(why, whylen, -ENOMEM, "%s/%s: out of memory", dir, CKPT_STATE_FILE);
+		rc = ckpt_fail(why, whylen, -ENOMEM, "%s/%s: out of memory", dir, name);
 		goto out;
 	}
 	rc = read_exact(fd, buf, (size_t)sb.st_size);
 	if (rc == -ESTALE) {
 		rc = ckpt_fail(why, whylen, -EBADMSG, "%s/%s changed size while being read",
-			       dir, CKPT_STATE_FILE);
+			       dir, name);
 		goto out;
 	}
 	if (rc) {
-		ckpt_fail(why, whylen, rc, "%s/%s: %s", dir, CKPT_STATE_FILE, strerror(-rc));
+		ckpt_fail(why, whylen, rc, "%s/%s: %s", dir, name, strerror(-rc));
 		goto out;
 	}
-	rc = ckpt_image_decode(buf, (size_t)sb.st_size, st, why, whylen);
-	if (rc && why && whylen) {
-		char *reason = strdup(why);
-
-		if (reason) {
-			ckpt_fail(why, whylen, rc, "%s/%s: %s", dir, CKPT_STATE_FILE, reason);
-			free(reason);
-		}
-	}
+	*bufp = buf;
+	*lenp = (size_t)sb.st_size;
+	buf = NULL;
 out:
 	free(buf);
 	if (fd >= 0)
 		close(fd);
 	close(dfd);
+	return rc;
+}
+
+void ckpt_why_prefix(char *why, size_t whylen, const char *dir, const char *name)
+{
+	char *reason;
+
+	if (!why || !whylen)
+		return;
+	reason = strdup(why);
+	if (reason) {
+		ckpt_fail(why, whylen, 0, "%s/%s: %s", dir, name, reason);
+		free(reason);
+	}
+}
+
+int ckpt_image_read(const char *dir, struct ns_state *st, char *why, size_t whylen)
+{
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	rc = ckpt_file_load(dir, CKPT_STATE_FILE, CKPT_IMAGE_MAX_SIZE, &buf, &len, why, whylen);
+	if (rc)
+		return rc;
+	rc = ckpt_image_decode(buf, len, st, why, whylen);
+	if (rc)
+		ckpt_why_prefix(why, whylen, dir, CKPT_STATE_FILE);
+	free(buf);
 	return rc;
 }
 
@@ -328,7 +381,7 @@ fail:
 	return rc;
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
+int ckpt_write_all(int fd, const uint8_t *buf, size_t len)
 {
 	ssize_t n;
 
@@ -345,7 +398,7 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 }
 
 /* fsync a directory; EINVAL means the filesystem cannot, which is no error. */
-static int fsync_dir(int dfd)
+int ckpt_fsync_dir(int dfd)
 {
 	return fsync(dfd) < 0 && errno != EINVAL ? -errno : 0;
 }
@@ -362,30 +415,67 @@ static int fsync_parent(const char *path)
 	free(copy);
 	if (fd < 0)
 		return -errno;
-	rc = fsync_dir(fd);
+	rc = ckpt_fsync_dir(fd);
 	close(fd);
 	return rc;
 }
 
-/* Move the temporary file to state.pb, never replacing an existing one. */
-static int publish(int dfd)
+/* Move @tmp to @name, never replacing an existing file. */
+int ckpt_publish(int dfd, const char *tmp, const char *name)
 {
-	if (renameat2(dfd, CKPT_STATE_TMP, dfd, CKPT_STATE_FILE, RENAME_NOREPLACE) == 0)
+	if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return -errno;
 	/* A filesystem without RENAME_NOREPLACE: the directory was empty
 	 * when we took it, so a plain rename is all that is left. */
-	if (faccessat(dfd, CKPT_STATE_FILE, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+	if (faccessat(dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -EEXIST;
-	return renameat(dfd, CKPT_STATE_TMP, dfd, CKPT_STATE_FILE) < 0 ? -errno : 0;
+	return renameat(dfd, tmp, dfd, name) < 0 ? -errno : 0;
+}
+
+int ckpt_tmp_create(int dfd, const char *dir, const char *tmp, int extra_flags, char *why,
+		    size_t whylen)
+{
+	int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | extra_flags,
+			0600);
+
+	if (fd < 0)
+		return ckpt_fail(why, whylen, -errno, "cannot create %s/%s: %s",
+				 dir, tmp, strerror(errno));
+	return fd;
+}
+
+/* The sidecar's files are written by a thread while state.pb is. */
+struct sidecar_run {
+	const struct ckpt_sidecar *side;
+	int dfd;
+	const char *dir;
+	int rc;
+	char why[256];
+};
+
+static void *sidecar_thread(void *arg)
+{
+	struct sidecar_run *r = arg;
+
+	r->rc = r->side->write(r->side->arg, r->dfd, r->dir, r->why, sizeof(r->why));
+	return NULL;
 }
 
 int ckpt_image_write(const char *dir, const struct ns_state *st, char *why, size_t whylen)
 {
-	bool created, tmp_made = false, published = false;
+	return ckpt_image_write_with(dir, st, NULL, why, whylen);
+}
+
+int ckpt_image_write_with(const char *dir, const struct ns_state *st,
+			  const struct ckpt_sidecar *side, char *why, size_t whylen)
+{
+	bool created, tmp_made = false, published = false, side_started = false;
+	struct sidecar_run run = { .side = side, .rc = 0 };
 	uint8_t *buf = NULL;
 	int dfd = -1, fd = -1, rc;
+	pthread_t side_thread;
 	size_t len, n;
 	char *path;
 
@@ -403,15 +493,24 @@ int ckpt_image_write(const char *dir, const struct ns_state *st, char *why, size
 	rc = dir_prepare(path, &dfd, &created, why, whylen);
 	if (rc)
 		goto out;
-	fd = openat(dfd, CKPT_STATE_TMP, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    0600);
+	if (side) {
+		run.dfd = dfd;
+		run.dir = path;
+		rc = -pthread_create(&side_thread, NULL, sidecar_thread, &run);
+		if (rc) {
+			ckpt_fail(why, whylen, rc, "cannot start the page writer: %s",
+				  strerror(-rc));
+			goto fail;
+		}
+		side_started = true;
+	}
+	fd = ckpt_tmp_create(dfd, path, CKPT_STATE_TMP, 0, why, whylen);
 	if (fd < 0) {
-		rc = ckpt_fail(why, whylen, -errno, "cannot create %s/%s: %s",
-			       path, CKPT_STATE_TMP, strerror(errno));
+		rc = fd;
 		goto fail;
 	}
 	tmp_made = true;
-	rc = write_all(fd, buf, len);
+	rc = ckpt_write_all(fd, buf, len);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && !rc)
@@ -422,14 +521,27 @@ int ckpt_image_write(const char *dir, const struct ns_state *st, char *why, size
 			  path, CKPT_STATE_TMP, strerror(-rc));
 		goto fail;
 	}
-	rc = publish(dfd);
+	if (side_started) {
+		pthread_join(side_thread, NULL);
+		side_started = false;
+		if (run.rc) {
+			rc = ckpt_fail(why, whylen, run.rc, "%s", run.why);
+			goto fail;
+		}
+		/* The sidecar's files go in first: state.pb, last, is what
+		 * makes the image complete. */
+		rc = side->publish(side->arg, dfd, path, why, whylen);
+		if (rc)
+			goto fail;
+	}
+	rc = ckpt_publish(dfd, CKPT_STATE_TMP, CKPT_STATE_FILE);
 	if (rc) {
 		ckpt_fail(why, whylen, rc, "renaming %s/%s to %s: %s",
 			  path, CKPT_STATE_TMP, CKPT_STATE_FILE, strerror(-rc));
 		goto fail;
 	}
 	published = true;
-	rc = fsync_dir(dfd);
+	rc = ckpt_fsync_dir(dfd);
 	if (!rc && created)
 		rc = fsync_parent(path);
 	if (rc) {
@@ -438,13 +550,16 @@ int ckpt_image_write(const char *dir, const struct ns_state *st, char *why, size
 	}
 	goto out;
 fail:
+	if (side_started)
+		pthread_join(side_thread, NULL);
 	/* Leave nothing that could pass for an image, nor our debris. */
-	if (published) {
+	if (published)
 		unlinkat(dfd, CKPT_STATE_FILE, 0);
-		fsync_dir(dfd);
-	} else if (tmp_made) {
+	else if (tmp_made)
 		unlinkat(dfd, CKPT_STATE_TMP, 0);
-	}
+	if (side)
+		side->discard(side->arg, dfd);
+	ckpt_fsync_dir(dfd);
 	if (created)
 		rmdir(path);
 out:

@@ -45,7 +45,9 @@
 
 #define CKPT_IMAGE_MAGIC	"NSTKIMG1"
 #define CKPT_IMAGE_MAGIC_LEN	8
-#define CKPT_IMAGE_VERSION	1u
+/* Format 2 added Image.memory (the memory file); format 1 is still read. */
+#define CKPT_IMAGE_VERSION	2u
+#define CKPT_IMAGE_VERSION_MIN	1u
 #define CKPT_IMAGE_HDR_LEN	32u
 /* Header field offsets; each follows from the one before. */
 #define CKPT_HDR_OFF_VERSION	CKPT_IMAGE_MAGIC_LEN
@@ -60,6 +62,7 @@
 #define CKPT_MAX_NICS		1024u
 #define CKPT_MAX_ROUTES		65536u
 #define CKPT_MAX_SOCKETS	(1u << 20)
+#define CKPT_MAX_REGIONS	64u	/* memory regions (memfile.c) */
 
 #define CKPT_STATE_FILE		"state.pb"
 #define CKPT_STATE_TMP		".state.pb.tmp"
@@ -83,6 +86,34 @@
  * (invalid state), -EFBIG, -ENOMEM, -errno of a failed system call.
  */
 int ckpt_image_write(const char *dir, const struct ns_state *st, char *why, size_t whylen);
+
+/*
+ * struct ckpt_sidecar - more files written into the image directory with
+ * state.pb: write() runs on its own thread while state.pb is written and
+ * leaves only temporary names; publish() renames them into place before
+ * state.pb is (so state.pb, renamed last, is what makes an image look
+ * complete); discard() removes whatever of them exists after a failure.
+ * write() and publish() return 0 or -errno with a reason in @why.
+ */
+struct ckpt_sidecar {
+	int (*write)(void *arg, int dfd, const char *dir, char *why, size_t whylen);
+	int (*publish)(void *arg, int dfd, const char *dir, char *why, size_t whylen);
+	void (*discard)(void *arg, int dfd);
+	void *arg;
+};
+
+/**
+ * ckpt_image_write_with() - ckpt_image_write() with a sidecar's files
+ * @dir: as for ckpt_image_write()
+ * @st: as for ckpt_image_write()
+ * @side: the sidecar, or NULL
+ * @why: receives a one-line reason on failure; may be NULL
+ * @whylen: room in @why
+ *
+ * Return: as ckpt_image_write(), or the sidecar's error.
+ */
+int ckpt_image_write_with(const char *dir, const struct ns_state *st,
+			  const struct ckpt_sidecar *side, char *why, size_t whylen);
 
 /**
  * ckpt_image_read() - read and fully validate @dir/state.pb
@@ -152,6 +183,50 @@ uint32_t ckpt_crc32c(const void *buf, size_t len);
  */
 int ckpt_fail(char *why, size_t whylen, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* The framing shared by state.pb and pages.meta. */
+struct ckpt_frame_kind {
+	const char *magic;	/* CKPT_IMAGE_MAGIC_LEN bytes */
+	const char *what;	/* "image", "pages index": for messages */
+	size_t max_size;	/* of the whole file */
+	uint32_t min_version, max_version;
+};
+
+/* Fill the header before the payload at @buf + CKPT_IMAGE_HDR_LEN. */
+void ckpt_frame_header(uint8_t *buf, const char *magic, uint32_t version, size_t payload_len);
+
+/**
+ * ckpt_frame_decode() - check a framed file's header and CRCs
+ * @k: what the file must be
+ * @buf: the whole file; only read, not trusted
+ * @len: its length
+ * @versionp: receives the format version
+ * @payloadp: receives the payload's start (inside @buf)
+ * @payload_lenp: receives its length
+ * @why: receives a one-line reason on failure; may be NULL
+ * @whylen: room in @why
+ *
+ * Return: 0, -EINVAL, -EFBIG, -EPROTONOSUPPORT, -EBADMSG.
+ */
+int ckpt_frame_decode(const struct ckpt_frame_kind *k, const uint8_t *buf, size_t len,
+		      uint32_t *versionp, const uint8_t **payloadp, size_t *payload_lenp,
+		      char *why, size_t whylen);
+
+/* Read all of @dir/@name (a regular file, no symlink, at most @max bytes)
+ * into a malloc'ed buffer the caller frees. Return: 0 or -errno + @why. */
+int ckpt_file_load(const char *dir, const char *name, size_t max, uint8_t **bufp, size_t *lenp,
+		   char *why, size_t whylen);
+/* Prefix the reason in @why with "@dir/@name: ". */
+void ckpt_why_prefix(char *why, size_t whylen, const char *dir, const char *name);
+/* Create @tmp in @dfd for writing (O_EXCL, O_NOFOLLOW, 0600, plus
+ * @extra_flags). Return: the fd, or -errno with a reason. */
+int ckpt_tmp_create(int dfd, const char *dir, const char *tmp, int extra_flags, char *why,
+		    size_t whylen);
+/* Rename @tmp to @name in @dfd, never replacing a file. Return: 0, -errno. */
+int ckpt_publish(int dfd, const char *tmp, const char *name);
+int ckpt_write_all(int fd, const uint8_t *buf, size_t len);
+/* fsync a directory (a filesystem that cannot is no error). */
+int ckpt_fsync_dir(int dfd);
 
 /* state_pb.c: struct ns_state <-> the protobuf payload. */
 

@@ -17,7 +17,8 @@
  * one a peer, only TCP listens and only UDP connects, backlogs are 0..255
  * (1..255 when listening), IPV6_V6ONLY is for IPv6 and TCP options for TCP,
  * values restored through an int fit one; counts stay under CKPT_MAX_*;
- * and no message carries a field this netstack does not know.
+ * a memory reference (format 2 on) has a non-zero id and 1..CKPT_MAX_REGIONS
+ * regions; and no message carries a field this netstack does not know.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -40,6 +41,7 @@ typedef Netstack__V1__Prefix pb_prefix;
 typedef Netstack__V1__Route pb_route;
 typedef Netstack__V1__Socket pb_socket;
 typedef Netstack__V1__Counters pb_counters;
+typedef Netstack__V1__MemoryRef pb_memory_ref;
 typedef ProtobufCBinaryData pb_bytes;
 
 #define MTU_MIN 68u
@@ -413,6 +415,20 @@ static int check_image(const pb_image *m, uint32_t version, char *why, size_t wh
 				 CKPT_MAX_NICS, CKPT_MAX_ROUTES, CKPT_MAX_SOCKETS);
 	if (!m->counters)
 		return ckpt_fail(why, whylen, -EPROTO, "the image has no counters");
+	if (m->memory) {
+		if (version < 2)
+			return ckpt_fail(why, whylen, -EPROTO,
+					 "format %u has no memory file, yet the image names one",
+					 version);
+		if ((rc = unknown_fields(&m->memory->base, "the memory reference", why, whylen)))
+			return rc;
+		if (m->memory->image_id == 0)
+			return ckpt_fail(why, whylen, -EPROTO, "the memory file's id is 0");
+		if (m->memory->regions == 0 || m->memory->regions > CKPT_MAX_REGIONS)
+			return ckpt_fail(why, whylen, -EPROTO,
+					 "%u memory regions: want 1..%u",
+					 m->memory->regions, CKPT_MAX_REGIONS);
+	}
 	if ((rc = unknown_fields(&m->counters->base, "counters", why, whylen)))
 		return rc;
 
@@ -442,6 +458,7 @@ out:
 struct build {
 	pb_image img;
 	pb_counters counters;
+	pb_memory_ref memory;
 	pb_nic *nics, **nicp;
 	pb_prefix *prefixes, **prefixp;
 	pb_route *routes, **routep;
@@ -616,6 +633,7 @@ static int build_image(const struct ns_state *st, struct build *b, char *why, si
 
 	netstack__v1__image__init(&b->img);
 	netstack__v1__counters__init(&b->counters);
+	netstack__v1__memory_ref__init(&b->memory);
 	if (st->nnics > CKPT_MAX_NICS || st->nroutes > CKPT_MAX_ROUTES ||
 	    st->nsocks > CKPT_MAX_SOCKETS)
 		return ckpt_fail(why, whylen, -EINVAL,
@@ -649,6 +667,14 @@ static int build_image(const struct ns_state *st, struct build *b, char *why, si
 	NS_STATS_FIELDS(STATS_TO_PB)
 #undef STATS_TO_PB
 	b->img.counters = &b->counters;
+	if (st->memory_id) {
+		if (st->memory_regions == 0 || st->memory_regions > CKPT_MAX_REGIONS)
+			return ckpt_fail(why, whylen, -EINVAL, "%u memory regions: want 1..%u",
+					 st->memory_regions, CKPT_MAX_REGIONS);
+		b->memory.image_id = st->memory_id;
+		b->memory.regions = st->memory_regions;
+		b->img.memory = &b->memory;
+	}
 	b->img.n_nics = st->nnics;
 	b->img.nics = b->nicp;
 	for (i = 0; i < st->nnics; i++) {
@@ -847,6 +873,10 @@ static int state_from_pb(const pb_image *m, struct ns_state *st, char *why, size
 	for (i = 0; i < m->n_sockets; i++)
 		sock_from_pb(m->sockets[i], &st->socks[i]);
 	st->nsocks = m->n_sockets;
+	if (m->memory) {
+		st->memory_id = m->memory->image_id;
+		st->memory_regions = m->memory->regions;
+	}
 	return 0;
 }
 

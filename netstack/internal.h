@@ -90,6 +90,11 @@ struct ns_stack {
 		void *arg;
 	} hooks[2][NS_MAX_HOOKS];
 
+	/* The memory file (checkpoint/memfile.c), made on first use and
+	 * freed through memfile_free(), which stops its loader first. */
+	struct ns_memfile *memfile;
+	void (*memfile_free)(struct ns_memfile *mf);
+
 	struct tap_rxframe rx[NS_RX_BATCH];
 	uint8_t *rxbuf;
 };

@@ -172,13 +172,16 @@ NS_EXPORT int ns_stack_stats(struct ns_stack *s, struct ns_stats *st);
  * clock continuing from the saved value (TCP timestamps keep rising).
  */
 
+/* How pages.img holds the memory regions' pages. */
 enum ns_compression {
-	NS_COMPRESSION_NONE = 0,
+	NS_COMPRESSION_NONE = 0,	/* as they are: loads straight into memory */
+	NS_COMPRESSION_ZSTD = 1,	/* zstd, in independent chunks */
 };
 
 struct ns_checkpoint_opts {
 	bool leave_running;	/* resume afterwards; else the stack stays stopped */
 	enum ns_compression compression;
+	bool direct;		/* write pages.img with O_DIRECT (bypass the page cache) */
 };
 
 /**
@@ -227,8 +230,14 @@ NS_EXPORT int ns_stack_add_hook(struct ns_stack *s, enum ns_hook_kind kind, ns_h
  * get RST for connections that were not saved; ns_stack_start() resumes it.
  * Every attempt, failed or not, counts and wakes ns_stack_checkpoint_wait().
  *
- * Return: 0, -EEXIST (directory not empty), -EINVAL, -EOPNOTSUPP
- * (compression), a hook's error, -errno from the file system.
+ * With memory regions (ns_memfile_region_create()), their non-zero pages
+ * are written beside the state, in parallel with it, as pages.meta and
+ * pages.img (@opts->compression, @opts->direct); a restore that is still
+ * loading pages is waited for first.
+ *
+ * Return: 0, -EEXIST (directory not empty), -EINVAL (bad options; also
+ * @opts->direct on a file system without O_DIRECT), -EIO (a restore's
+ * pages failed to load), a hook's error, -errno from the file system.
  */
 NS_EXPORT int ns_stack_checkpoint(struct ns_stack *s, const char *dir, const struct ns_checkpoint_opts *opts);
 
@@ -238,6 +247,13 @@ struct ns_restore_endpoint {
 	struct ns_endpoint *ep;	/* the stack owns it once restore succeeds */
 };
 
+/* Which page loader restores memory regions (see ns_memfile_progress()). */
+enum ns_memfile_backend {
+	NS_MEMFILE_AUTO = 0,	/* io_uring, else the thread pool */
+	NS_MEMFILE_IO_URING,	/* io_uring or fail (-ENOSYS, -EPERM, ...) */
+	NS_MEMFILE_THREADS,	/* a pool of threads doing preadv() */
+};
+
 struct ns_restore_opts {
 	const struct ns_stack_config *config;	/* NULL: defaults */
 	/* NICs not listed here are re-attached by kind: a TAP by its device
@@ -245,6 +261,15 @@ struct ns_restore_opts {
 	const struct ns_restore_endpoint *endpoints;
 	size_t nendpoints;
 	bool start;		/* start the dispatcher (default false) */
+	/* The memory file (only when the image has one). Foreground (the
+	 * default) returns once every page is in; background returns once the
+	 * stack is built (and started) while pages keep loading: use
+	 * ns_memfile_await() before touching a range. */
+	bool background;
+	bool direct;		/* read pages.img with O_DIRECT */
+	enum ns_memfile_backend backend;
+	unsigned read_kib;	/* largest read, KiB; 0: 256 */
+	unsigned queue_depth;	/* reads in flight (threads in the pool); 0: 64 (8) */
 };
 
 /**
@@ -257,11 +282,17 @@ struct ns_restore_opts {
  *
  * The whole image is read and validated before anything is created. The
  * stack clock continues from the saved value, so this must run before any
- * other stack was created in the process (-EBUSY otherwise).
+ * other stack was created in the process (-EBUSY otherwise). An image with
+ * memory regions gets them back (find them with ns_memfile_region_find()):
+ * in the foreground every page is loaded and checked before this returns
+ * (a missing, short or damaged pages.img fails the restore); with
+ * @opts->background it returns at once and pages keep loading, a damaged
+ * range failing with -EIO in ns_memfile_await() alone.
  *
  * Return: 0, -ENOENT, -EINVAL/-EBADMSG/-EPROTO (a bad, truncated, foreign
  * or newer image), -EBUSY, -ENODEV (a NIC's endpoint could not be had),
- * -errno.
+ * -EIO (foreground: pages failed to load), -ENOSYS etc. (the io_uring
+ * backend demanded and not available), -errno.
  */
 NS_EXPORT int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 			       struct ns_stack **stackp, char *why, size_t whylen);
@@ -285,6 +316,100 @@ NS_EXPORT int64_t ns_stack_checkpoint_count(struct ns_stack *s, int *last_result
  * -ETIMEDOUT, -EINVAL.
  */
 NS_EXPORT int ns_stack_checkpoint_wait(struct ns_stack *s, int64_t seen, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
+/* The memory file                                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * An embedder's memory (its sandbox's) lives in named regions the stack
+ * owns: a checkpoint saves their non-zero pages beside the state (pages.meta
+ * and pages.img) and a restore maps fresh regions and loads them back,
+ * through io_uring or a thread pool. Zero pages cost nothing. A region's
+ * memory is valid until ns_stack_free().
+ */
+struct ns_region;
+
+#define NS_REGION_NAME_MAX 32	/* bytes, with the NUL */
+
+/**
+ * ns_memfile_region_create() - give the stack a region of memory to save
+ * @s: the stack
+ * @name: 1..31 bytes, unique in the stack
+ * @size: bytes (rounded up to the page size), at most 1 TiB
+ * @rp: receives the region; ns_region_addr() is its zero-filled memory
+ *
+ * Return: 0, -EINVAL, -EEXIST (the name is taken), -ENOSPC (64 regions
+ * already), -ENOMEM, -EBUSY (a restore is still loading pages).
+ */
+NS_EXPORT int ns_memfile_region_create(struct ns_stack *s, const char *name, size_t size,
+				       struct ns_region **rp);
+
+/**
+ * ns_memfile_region_find() - a region by name (after a restore, say)
+ * @s: the stack
+ * @name: its name
+ * @rp: receives it
+ *
+ * Return: 0, -EINVAL, -ENOENT.
+ */
+NS_EXPORT int ns_memfile_region_find(struct ns_stack *s, const char *name,
+				     struct ns_region **rp);
+
+/* The region's memory and its size in bytes (a page multiple). */
+NS_EXPORT void *ns_region_addr(const struct ns_region *r);
+NS_EXPORT size_t ns_region_size(const struct ns_region *r);
+
+/**
+ * ns_memfile_await() - wait until a range of a region is loaded
+ * @r: the region
+ * @offset: first byte
+ * @length: bytes; 0 is a no-op
+ *
+ * The range's pages move to the front of the load queue and the call waits
+ * for them alone. A region that was not restored, or whose pages are all
+ * in, returns at once. Never returns 0 for a range whose bytes did not load
+ * and check out: such a range reads as zeros, and the call says -EIO.
+ *
+ * Return: 0, -EINVAL (out of the region), -EIO (a read failed, came up
+ * short, or a chunk's CRC did not match), -ECANCELED (the stack is being
+ * freed).
+ */
+NS_EXPORT int ns_memfile_await(struct ns_region *r, uint64_t offset, uint64_t length);
+
+/**
+ * ns_memfile_wait() - wait until every page of every region is in
+ * @s: the stack
+ * @timeout_ms: -1 forever
+ *
+ * Return: 0, -EIO (some range failed to load), -ETIMEDOUT, -EINVAL.
+ */
+NS_EXPORT int ns_memfile_wait(struct ns_stack *s, int timeout_ms);
+
+struct ns_memfile_progress {
+	unsigned regions;
+	uint64_t bytes;		/* all regions' sizes */
+	uint64_t data_bytes;	/* of them, in non-zero pages: what loads */
+	uint64_t loaded_bytes;	/* of those, in and checked */
+	uint64_t failed_bytes;	/* of those, failed (-EIO to awaiters) */
+	uint64_t rate_bps;	/* loaded bytes per second so far */
+	uint64_t elapsed_ns;	/* since loading began (until it ended) */
+	bool loading;		/* a restore's loader is at work */
+	bool done;		/* nothing left to load (also: never restored) */
+	int error;		/* 0, or the first failure (-EIO, ...) */
+	char why[160];		/* the first failure, one line */
+	const char *backend;	/* "io_uring", "threads", or "none" */
+	char fallback[96];	/* why io_uring was not used, if it was not */
+};
+
+/**
+ * ns_memfile_progress() - how far loading is
+ * @s: the stack
+ * @p: receives the figures
+ *
+ * Return: 0, -EINVAL.
+ */
+NS_EXPORT int ns_memfile_progress(struct ns_stack *s, struct ns_memfile_progress *p);
 
 /* ------------------------------------------------------------------ */
 /* Link endpoints                                                      */

@@ -297,6 +297,9 @@ void ns_stack_free(struct ns_stack *s)
 		return;
 	if (s->running)
 		ns_stack_stop(s);
+	/* The page loader first: its reads land in the regions it unmaps. */
+	if (s->memfile_free)
+		s->memfile_free(s->memfile);
 	ns_lock(s);
 	ns_socks_free_all(s);
 	while (s->nnics)

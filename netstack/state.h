@@ -69,6 +69,10 @@ struct ns_state {
 	struct ns_route *routes;	/* gateway/table routes only; nic = ns_state_nic.id */
 	size_t nsocks;
 	struct ns_state_sock *socks;
+	/* The memory file saved with this state (checkpoint/memfile.c):
+	 * 0 when the stack had no memory regions. */
+	uint64_t memory_id;
+	unsigned memory_regions;
 };
 
 /* Free the arrays of @st (not @st itself); safe on a zeroed struct. */

@@ -485,7 +485,7 @@ Test(image, header_layout_and_modes)
 	buf = get_file(p, &len);
 	cr_assert_gt(len, 32);
 	cr_assert_arr_eq(buf, "NSTKIMG1", 8);
-	cr_assert_eq(get_le32(buf + 8), 1);
+	cr_assert_eq(get_le32(buf + 8), CKPT_IMAGE_VERSION);
 	cr_assert_eq(get_le32(buf + 12), 32);
 	cr_assert_eq(get_le32(buf + 16) | (uint64_t)get_le32(buf + 20) << 32, len - 32);
 	cr_assert_eq(get_le32(buf + 24), ckpt_crc32c(buf + 32, len - 32));
@@ -683,11 +683,11 @@ Test(image, refuses_a_newer_format)
 	ns_state_release(&st);
 	path_in(p, sizeof(p), img, CKPT_STATE_FILE);
 	buf = get_file(p, &len);
-	/* version 2 with its header CRC made right: only the version is off */
-	put_le32(buf + 8, 2);
+	/* version 3 with its header CRC made right: only the version is off */
+	put_le32(buf + 8, 3);
 	put_le32(buf + 28, ckpt_crc32c(buf, 28));
 	put_file(p, buf, len);
-	expect_refused(img, -EPROTONOSUPPORT, "image format 2 is newer than this netstack (1)");
+	expect_refused(img, -EPROTONOSUPPORT, "image format 3 is newer than this netstack (2)");
 	/* a future header need not even be ours: 12 bytes say enough */
 	put_file(p, buf, 12);
 	expect_refused(img, -EPROTONOSUPPORT, "newer");
@@ -837,6 +837,9 @@ static Netstack__V1__Socket *sock_by_id(pb_image *m, int32_t id)
 	return NULL;
 }
 
+/* The header version expect_bad_payload() frames with. */
+static uint32_t frame_version = CKPT_IMAGE_VERSION;
+
 /* The rich state's payload, edited by @mutate, framed with correct CRCs;
  * the reader must refuse it with -EPROTO and a reason holding @substr. */
 static void expect_bad_payload(void (*mutate)(pb_image *m), const char *substr)
@@ -858,7 +861,7 @@ static void expect_bad_payload(void (*mutate)(pb_image *m), const char *substr)
 	cr_assert_not_null(out);
 	cr_assert_eq(netstack__v1__image__pack(m, out), olen);
 	netstack__v1__image__free_unpacked(m, NULL);
-	put_image(img, 1, out, olen);
+	put_image(img, frame_version, out, olen);
 	if (mutate) {
 		expect_refused(img, -EPROTO, substr);
 	} else {
@@ -873,6 +876,63 @@ static void expect_bad_payload(void (*mutate)(pb_image *m), const char *substr)
 Test(image, reads_a_payload_framed_by_hand)
 {
 	expect_bad_payload(NULL, NULL);
+}
+
+static Netstack__V1__MemoryRef *memory_ref(uint64_t id, uint32_t regions);
+
+static void as_format_1(pb_image *m)
+{
+	m->format_version = 1;
+}
+
+static void as_format_1_with_memory(pb_image *m)
+{
+	m->format_version = 1;
+	m->memory = memory_ref(7, 1);
+}
+
+/* Images of format 1 (before the memory file) still restore; one that
+ * names a memory file is not format 1. */
+Test(image, reads_format_1_but_not_with_memory)
+{
+	struct ns_state st;
+
+	frame_version = 1;
+	expect_bad_payload(as_format_1_with_memory, "format 1 has no memory file");
+	/* expect_bad_payload() wants a refusal for a mutation: frame by hand. */
+	rich_state(&st);
+	{
+		uint8_t *enc, *out;
+		size_t len, olen;
+		pb_image *m;
+
+		cr_assert_eq(ckpt_image_encode(&st, &enc, &len, why, sizeof(why)), 0);
+		m = netstack__v1__image__unpack(NULL, len - 32, enc + 32);
+		as_format_1(m);
+		olen = netstack__v1__image__get_packed_size(m);
+		out = malloc(olen);
+		netstack__v1__image__pack(m, out);
+		netstack__v1__image__free_unpacked(m, NULL);
+		put_image(img, 1, out, olen);
+		free(out);
+		free(enc);
+	}
+	ns_state_release(&st);
+	cr_assert_eq(ckpt_image_read(img, &st, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(st.memory_id, 0);
+	ns_state_release(&st);
+}
+
+static Netstack__V1__MemoryRef *memory_ref(uint64_t id, uint32_t regions)
+{
+	/* malloc'ed: free_unpacked() frees it with the message */
+	Netstack__V1__MemoryRef *ref = malloc(sizeof(*ref));
+
+	cr_assert_not_null(ref);
+	netstack__v1__memory_ref__init(ref);
+	ref->image_id = id;
+	ref->regions = regions;
+	return ref;
 }
 
 #define BAD_PAYLOAD(name, substr, ...)				\
@@ -925,7 +985,9 @@ BAD_PAYLOAD(nine_addresses, "9 addresses",
 		    n->addrs[n->n_addrs] = new_prefix(4, 32))
 BAD_PAYLOAD(no_counters, "no counters",
 	    netstack__v1__counters__free_unpacked(m->counters, NULL); m->counters = NULL)
-BAD_PAYLOAD(format_version_mismatch, "payload says format 2, header 1", m->format_version = 2)
+BAD_PAYLOAD(format_version_mismatch, "payload says format 1, header 2", m->format_version = 1)
+BAD_PAYLOAD(memory_id_0, "memory file's id is 0", m->memory = memory_ref(0, 1))
+BAD_PAYLOAD(memory_65_regions, "65 memory regions", m->memory = memory_ref(7, 65))
 BAD_PAYLOAD(checkpoint_count_over_int64, "checkpoint count",
 	    m->checkpoint_count = (uint64_t)INT64_MAX + 1)
 BAD_PAYLOAD(listening_udp, "a listening UDP socket",
@@ -974,7 +1036,7 @@ Test(image, refuses_an_unknown_top_level_field)
 	cr_assert_not_null(out);
 	memcpy(out, enc + 32, len - 32);
 	memcpy(out + len - 32, "\x98\x06\x01", 3);	/* field 99, varint 1 */
-	put_image(img, 1, out, len - 32 + 3);
+	put_image(img, CKPT_IMAGE_VERSION, out, len - 32 + 3);
 	expect_refused(img, -EPROTO, "does not know");
 	free(out);
 	free(enc);
@@ -986,18 +1048,18 @@ Test(image, refuses_too_many_nics)
 	uint8_t *p = malloc(4 + 2 * n);
 
 	cr_assert_not_null(p);
-	memcpy(p, "\x08\x01\x3a\x00", 4);	/* format_version 1, empty counters */
+	memcpy(p, "\x08\x02\x3a\x00", 4);	/* format_version 2, empty counters */
 	len = 4;
 	for (size_t i = 0; i < n; i++, len += 2)
 		memcpy(p + len, "\x22\x00", 2);	/* an empty Nic */
-	put_image(img, 1, p, len);
+	put_image(img, CKPT_IMAGE_VERSION, p, len);
 	expect_refused(img, -EPROTO, "1025 NICs");
 	free(p);
 }
 
 Test(image, refuses_a_payload_that_does_not_unpack)
 {
-	put_image(img, 1, (const uint8_t *)"\x22\x05\x08", 3);	/* a Nic cut short */
+	put_image(img, CKPT_IMAGE_VERSION, (const uint8_t *)"\x22\x05\x08", 3);	/* a Nic cut short */
 	expect_refused(img, -EBADMSG, "not a netstack.v1.Image");
 }
 

@@ -1,0 +1,682 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loader.c - loading a restored memory file: the chunks of pages.img go
+ * into their regions with many reads in flight, awaited ranges first and
+ * the rest in file order, consecutive chunks merged into one readv()
+ * straight into the region (no bounce buffer unless compressed). Two
+ * backends share the scheduling (pick()) and the checking (finish()): one
+ * thread driving an io_uring, and a pool of threads doing preadv() where
+ * io_uring cannot be set up (ENOSYS, EPERM, a kernel with it disabled).
+ * Every chunk's CRC32C is checked after it lands and a chunk that fails
+ * (short read, I/O error, CRC, bad zstd frame) is zeroed again and
+ * reported: -EIO to its awaiters, the first reason in the progress. The
+ * API calls (await, wait, progress) are here too.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "internal.h"
+#include "memfile.h"
+
+#define DEFAULT_QD	64u
+#define DEFAULT_THREADS	8u
+#define MAX_QD		1024u
+#define MAX_THREADS	64u
+#define DEFAULT_READ	(256u << 10)
+#define MAX_READ	(16u << 20)
+#define MAX_IOV		64
+#define WAKE_TAG	UINT64_MAX
+
+static int uring_setup_default(unsigned entries, struct io_uring *ring)
+{
+	return io_uring_queue_init(entries, ring, 0);
+}
+
+int (*mf_uring_setup)(unsigned entries, struct io_uring *ring) = uring_setup_default;
+
+uint64_t mf_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wake the io_uring loader; a failed write means the counter is non-zero
+ * already, which wakes it as well. */
+static void wake(int fd)
+{
+	uint64_t one = 1;
+
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+static uint64_t align_up(uint64_t v)
+{
+	return (v + CKPT_PAGE - 1) & ~(uint64_t)(CKPT_PAGE - 1);
+}
+
+/* One read: chunks [first, first + n), into their regions or a bounce. */
+struct read_req {
+	size_t first, n;
+	struct iovec iov[MAX_IOV];
+	int niov;
+	uint8_t *bounce;	/* compressed chunks land here first */
+	size_t want;		/* bytes asked for */
+	uint64_t foff;
+};
+
+/* ------------------------------------------------------------------ */
+/* Scheduling and checking, shared by both backends                    */
+/* ------------------------------------------------------------------ */
+
+/* The next read: the top awaited chunk, else the next in file order, plus
+ * the pending chunks right after it in the file (uncompressed only, up to
+ * read_max). Marks them in flight. mf->mu held. */
+static bool pick(struct ns_memfile *mf, size_t *firstp, size_t *np)
+{
+	size_t c = SIZE_MAX, end;
+	uint64_t bytes;
+
+	while (mf->nprio) {
+		size_t k = mf->prio[--mf->nprio];
+
+		if (mf->chunks[k].state == MF_PENDING) {
+			c = k;
+			break;
+		}
+	}
+	if (c == SIZE_MAX) {
+		while (mf->cursor < mf->nchunks && mf->chunks[mf->cursor].state != MF_PENDING)
+			mf->cursor++;
+		if (mf->cursor == mf->nchunks)
+			return false;
+		c = mf->cursor;
+	}
+	end = c + 1;
+	bytes = mf->chunks[c].flen;
+	if (mf->compression == NS_COMPRESSION_NONE)
+		while (end < mf->nchunks && end - c < MAX_IOV &&
+		       mf->chunks[end].state == MF_PENDING &&
+		       mf->chunks[end - 1].foff + mf->chunks[end - 1].flen == mf->chunks[end].foff &&
+		       bytes + mf->chunks[end].flen <= mf->read_max)
+			bytes += mf->chunks[end++].flen;
+	for (size_t k = c; k < end; k++)
+		mf->chunks[k].state = MF_INFLIGHT;
+	mf->inflight++;
+	*firstp = c;
+	*np = end - c;
+	return true;
+}
+
+static uint8_t *chunk_addr(const struct ns_memfile *mf, const struct mf_chunk *c)
+{
+	return mf->regions[c->region]->addr + c->off;
+}
+
+static void req_build(const struct ns_memfile *mf, struct read_req *rq, size_t first, size_t n)
+{
+	const struct mf_chunk *c = &mf->chunks[first];
+
+	rq->first = first;
+	rq->n = n;
+	rq->foff = c->foff;
+	if (mf->compression == NS_COMPRESSION_ZSTD) {
+		rq->want = mf->direct ? align_up(c->flen) : c->flen;
+		rq->iov[0] = (struct iovec){ .iov_base = rq->bounce, .iov_len = rq->want };
+		rq->niov = 1;
+		return;
+	}
+	rq->want = 0;
+	for (size_t k = 0; k < n; k++) {
+		c = &mf->chunks[first + k];
+		rq->iov[k] = (struct iovec){ .iov_base = chunk_addr(mf, c), .iov_len = c->len };
+		rq->want += c->len;
+	}
+	rq->niov = (int)n;
+}
+
+/* Read what is left of @rq after @done bytes, synchronously. Return: the
+ * bytes read in all (short at the end of the file), or -errno. */
+static ssize_t read_rest(int fd, struct read_req *rq, size_t done)
+{
+	struct iovec *iov = rq->iov;
+	int n = rq->niov;
+
+	mf_iov_advance(&iov, &n, done);
+	while (n > 0) {
+		ssize_t r = preadv(fd, iov, n, (off_t)(rq->foff + done));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return done ? (ssize_t)done : -errno;
+		if (r == 0)
+			break;
+		done += (size_t)r;
+		mf_iov_advance(&iov, &n, (size_t)r);
+	}
+	return (ssize_t)done;
+}
+
+/* Check one chunk of a read that brought @got bytes; 0 or a reason. */
+static const char *chunk_check(const struct ns_memfile *mf, const struct read_req *rq,
+			       const struct mf_chunk *c, uint64_t got)
+{
+	uint8_t *dst = chunk_addr(mf, c);
+
+	if (mf->compression == NS_COMPRESSION_ZSTD) {
+		size_t z;
+
+		if (got < c->flen)
+			return "short read: pages.img ends early (truncated)";
+		z = ZSTD_decompress(dst, c->len, rq->bounce, c->flen);
+		if (ZSTD_isError(z) || z != c->len)
+			return "the zstd frame does not decompress to the chunk (damaged)";
+	} else if (c->foff + c->len > rq->foff + got) {
+		return "short read: pages.img ends early (truncated)";
+	}
+	if (ckpt_crc32c(dst, c->len) != c->crc)
+		return "CRC32C mismatch (damaged)";
+	return NULL;
+}
+
+/* A read ended with @res (bytes, or -errno): check each chunk, publish. */
+static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
+{
+	const char *reasons[MAX_IOV];
+	char io[64];
+
+	if (res >= 0 && (size_t)res < rq->want)
+		res = read_rest(mf->fd, rq, (size_t)res);	/* short: try the rest once */
+	if (res < 0)
+		snprintf(io, sizeof(io), "read error: %s", strerror((int)-res));
+	for (size_t k = 0; k < rq->n; k++) {
+		struct mf_chunk *c = &mf->chunks[rq->first + k];
+
+		reasons[k] = res < 0 ? io : chunk_check(mf, rq, c, (uint64_t)res);
+		/* Never hand out wrong bytes: the range reads as zeros. */
+		if (reasons[k])
+			madvise(chunk_addr(mf, c), c->len, MADV_DONTNEED);
+	}
+	pthread_mutex_lock(&mf->mu);
+	for (size_t k = 0; k < rq->n; k++) {
+		struct mf_chunk *c = &mf->chunks[rq->first + k];
+
+		if (!reasons[k]) {
+			c->state = MF_DONE;
+			mf->loaded_bytes += c->len;
+			continue;
+		}
+		c->state = MF_FAILED;
+		mf->failed_bytes += c->len;
+		if (!mf->error) {
+			mf->error = -EIO;
+			snprintf(mf->why, sizeof(mf->why), "pages.img: region '%s' bytes %llu..%llu: %s",
+				 mf->regions[c->region]->name, (unsigned long long)c->off,
+				 (unsigned long long)(c->off + c->len), reasons[k]);
+		}
+	}
+	mf->remaining -= rq->n;
+	mf->inflight--;
+	if (mf->remaining == 0) {
+		mf->end_ns = mf_now_ns();
+		mf->loading = false;
+		pthread_cond_broadcast(&mf->work_cond);
+	}
+	pthread_cond_broadcast(&mf->done_cond);
+	pthread_mutex_unlock(&mf->mu);
+}
+
+/* The loader ends early (the stack is freed, or io_uring broke): chunks
+ * never read fail, so nobody waits for them forever. mf->mu held. */
+static void abandon(struct ns_memfile *mf, const char *reason)
+{
+	for (size_t k = 0; k < mf->nchunks; k++) {
+		struct mf_chunk *c = &mf->chunks[k];
+
+		if (c->state != MF_PENDING)
+			continue;
+		c->state = MF_FAILED;
+		mf->failed_bytes += c->len;
+		mf->remaining--;
+	}
+	if (!mf->error) {
+		mf->error = -EIO;
+		snprintf(mf->why, sizeof(mf->why), "%s", reason);
+	}
+	if (mf->remaining == 0) {
+		mf->end_ns = mf_now_ns();
+		mf->loading = false;
+	}
+	pthread_cond_broadcast(&mf->done_cond);
+}
+
+/* ------------------------------------------------------------------ */
+/* io_uring backend: one thread, qd reads in flight                    */
+/* ------------------------------------------------------------------ */
+
+struct uring_loader {
+	struct ns_memfile *mf;
+	struct io_uring ring;
+	struct read_req *reqs;
+	unsigned *free_slots, nfree;
+};
+
+static void uring_free(struct uring_loader *u)
+{
+	if (u->reqs)
+		for (unsigned i = 0; i < u->mf->qd; i++)
+			free(u->reqs[i].bounce);
+	free(u->reqs);
+	free(u->free_slots);
+	free(u);
+}
+
+static void *uring_main(void *arg)
+{
+	struct uring_loader *u = arg;
+	struct ns_memfile *mf = u->mf;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	bool wake_armed = false, broken = false;
+	size_t first, n;
+
+	for (;;) {
+		unsigned head, seen = 0;
+		bool finished;
+		int rc;
+
+		if (!wake_armed && (sqe = io_uring_get_sqe(&u->ring))) {
+			io_uring_prep_poll_add(sqe, mf->wakefd, POLLIN);
+			io_uring_sqe_set_data64(sqe, WAKE_TAG);
+			wake_armed = true;
+		}
+		pthread_mutex_lock(&mf->mu);
+		while (!mf->stop && !broken && u->nfree && pick(mf, &first, &n)) {
+			struct read_req *rq = &u->reqs[u->free_slots[--u->nfree]];
+
+			req_build(mf, rq, first, n);
+			sqe = io_uring_get_sqe(&u->ring);	/* entries > qd: never NULL */
+			if (rq->niov == 1)
+				io_uring_prep_read(sqe, mf->fd, rq->iov[0].iov_base,
+						   (unsigned)rq->iov[0].iov_len, rq->foff);
+			else
+				io_uring_prep_readv(sqe, mf->fd, rq->iov, (unsigned)rq->niov,
+						    rq->foff);
+			io_uring_sqe_set_data64(sqe, (uint64_t)(rq - u->reqs));
+		}
+		if ((mf->stop || broken) && mf->remaining)
+			abandon(mf, mf->stop ? "loading was cancelled"
+					     : "io_uring stopped working; loading abandoned");
+		finished = (mf->remaining == 0 || mf->stop || broken) && mf->inflight == 0;
+		pthread_mutex_unlock(&mf->mu);
+		if (finished)
+			break;
+		rc = io_uring_submit_and_wait(&u->ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			broken = true;	/* reads in flight still complete below */
+		io_uring_for_each_cqe(&u->ring, head, cqe) {
+			uint64_t tag = io_uring_cqe_get_data64(cqe);
+
+			seen++;
+			if (tag == WAKE_TAG) {
+				uint64_t v;
+
+				wake_armed = false;
+				if (read(mf->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					broken = true;
+				continue;
+			}
+			finish(mf, &u->reqs[tag], cqe->res);
+			u->free_slots[u->nfree++] = (unsigned)tag;
+		}
+		io_uring_cq_advance(&u->ring, seen);
+	}
+	io_uring_queue_exit(&u->ring);
+	uring_free(u);
+	return NULL;
+}
+
+static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
+{
+	struct uring_loader *u = calloc(1, sizeof(*u));
+	int rc;
+
+	if (!u)
+		return -ENOMEM;
+	u->mf = mf;
+	rc = mf_uring_setup(mf->qd + 1, &u->ring);
+	if (rc < 0) {
+		free(u);
+		return ckpt_fail(why, whylen, rc, "io_uring_queue_init: %s", strerror(-rc));
+	}
+	u->reqs = calloc(mf->qd, sizeof(*u->reqs));
+	u->free_slots = calloc(mf->qd, sizeof(*u->free_slots));
+	mf->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	rc = !u->reqs || !u->free_slots ? -ENOMEM : mf->wakefd < 0 ? -errno : 0;
+	for (unsigned i = 0; !rc && i < mf->qd; i++) {
+		u->free_slots[u->nfree++] = i;
+		if (mf->compression == NS_COMPRESSION_ZSTD &&
+		    posix_memalign((void **)&u->reqs[i].bounce, CKPT_PAGE,
+				   align_up(ZSTD_compressBound(CKPT_CHUNK_MAX))))
+			rc = -ENOMEM;
+	}
+	if (!rc)
+		rc = -pthread_create(&mf->threads[0], NULL, uring_main, u);
+	if (rc) {
+		io_uring_queue_exit(&u->ring);
+		uring_free(u);
+		return ckpt_fail(why, whylen, rc, "cannot start the io_uring loader: %s",
+				 strerror(-rc));
+	}
+	mf->nthreads = 1;
+	mf->backend = "io_uring";
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Thread-pool backend                                                 */
+/* ------------------------------------------------------------------ */
+
+static void *pool_main(void *arg)
+{
+	struct ns_memfile *mf = arg;
+	struct read_req rq = { 0 };
+	size_t first, n;
+
+	if (mf->compression == NS_COMPRESSION_ZSTD &&
+	    posix_memalign((void **)&rq.bounce, CKPT_PAGE,
+			   align_up(ZSTD_compressBound(CKPT_CHUNK_MAX))))
+		rq.bounce = NULL;
+	pthread_mutex_lock(&mf->mu);
+	for (;;) {
+		if (mf->stop) {
+			if (mf->remaining)
+				abandon(mf, "loading was cancelled");
+			break;
+		}
+		if (mf->compression == NS_COMPRESSION_ZSTD && !rq.bounce) {
+			if (mf->inflight == 0 && mf->remaining)
+				abandon(mf, "out of memory for the page loader");
+			break;
+		}
+		if (pick(mf, &first, &n)) {
+			pthread_mutex_unlock(&mf->mu);
+			req_build(mf, &rq, first, n);
+			finish(mf, &rq, read_rest(mf->fd, &rq, 0));
+			pthread_mutex_lock(&mf->mu);
+			continue;
+		}
+		if (mf->remaining == 0)
+			break;
+		pthread_cond_wait(&mf->work_cond, &mf->mu);
+	}
+	pthread_mutex_unlock(&mf->mu);
+	free(rq.bounce);
+	return NULL;
+}
+
+static int pool_start(struct ns_memfile *mf, unsigned nthreads, char *why, size_t whylen)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < nthreads; i++) {
+		rc = -pthread_create(&mf->threads[i], NULL, pool_main, mf);
+		if (rc)
+			break;
+		mf->nthreads++;
+	}
+	if (!mf->nthreads)
+		return ckpt_fail(why, whylen, rc, "cannot start the page loader threads: %s",
+				 strerror(-rc));
+	mf->backend = "threads";
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Start, stop                                                         */
+/* ------------------------------------------------------------------ */
+
+int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char *why,
+		    size_t whylen)
+{
+	unsigned nthreads;
+	int rc = 0;
+
+	pthread_mutex_lock(&mf->mu);
+	mf->start_ns = mf->end_ns = mf_now_ns();
+	mf->data_bytes = 0;
+	for (size_t k = 0; k < mf->nchunks; k++)
+		mf->data_bytes += mf->chunks[k].len;
+	mf->remaining = mf->nchunks;
+	if (!mf->nchunks) {
+		pthread_mutex_unlock(&mf->mu);
+		return 0;	/* all zero: nothing to read */
+	}
+	mf->prio = malloc(2 * mf->nchunks * sizeof(*mf->prio));
+	if (!mf->prio) {
+		pthread_mutex_unlock(&mf->mu);
+		return ckpt_fail(why, whylen, -ENOMEM, "out of memory for the page loader");
+	}
+	if (mf->read_max == 0)
+		mf->read_max = DEFAULT_READ;
+	mf->read_max = align_up(mf->read_max < MAX_READ ? mf->read_max : MAX_READ);
+	nthreads = mf->qd ? mf->qd : DEFAULT_THREADS;
+	if (nthreads > MAX_THREADS)
+		nthreads = MAX_THREADS;
+	if (mf->qd == 0)
+		mf->qd = DEFAULT_QD;
+	if (mf->qd > MAX_QD)
+		mf->qd = MAX_QD;
+	mf->loading = true;
+	if (backend != NS_MEMFILE_THREADS) {
+		rc = uring_start(mf, why, whylen);
+		if (rc && backend == NS_MEMFILE_AUTO) {
+			snprintf(mf->fallback, sizeof(mf->fallback), "%s", why ? why : "");
+			rc = pool_start(mf, nthreads, why, whylen);
+		}
+	} else {
+		rc = pool_start(mf, nthreads, why, whylen);
+	}
+	if (rc)
+		mf->loading = false;
+	pthread_mutex_unlock(&mf->mu);
+	return rc;
+}
+
+void mf_loader_stop(struct ns_memfile *mf)
+{
+	pthread_mutex_lock(&mf->mu);
+	mf->stop = true;
+	pthread_cond_broadcast(&mf->work_cond);
+	pthread_cond_broadcast(&mf->done_cond);
+	wake(mf->wakefd);
+	pthread_mutex_unlock(&mf->mu);
+	for (unsigned i = 0; i < mf->nthreads; i++)
+		pthread_join(mf->threads[i], NULL);
+	mf->nthreads = 0;
+	if (mf->wakefd >= 0)
+		close(mf->wakefd);
+	mf->wakefd = -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* The API                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Put chunks [lo, hi) at the front of the queue, @lo on top. mf->mu held. */
+static void prioritise(struct ns_memfile *mf, size_t lo, size_t hi)
+{
+	size_t cap = 2 * mf->nchunks, room, j = 0;
+
+	if (mf->nprio + (hi - lo) > cap) {
+		/* Drop entries that are no longer pending. */
+		for (size_t i = 0; i < mf->nprio; i++)
+			if (mf->chunks[mf->prio[i]].state == MF_PENDING)
+				mf->prio[j++] = mf->prio[i];
+		mf->nprio = j;
+	}
+	room = cap - mf->nprio;
+	if (hi - lo > room)
+		hi = lo + room;
+	for (size_t k = hi; k-- > lo;)
+		if (mf->chunks[k].state == MF_PENDING)
+			mf->prio[mf->nprio++] = k;
+	pthread_cond_signal(&mf->work_cond);
+	wake(mf->wakefd);
+}
+
+static bool finished(const struct mf_chunk *c)
+{
+	return c->state == MF_DONE || c->state == MF_FAILED;
+}
+
+int ns_memfile_await(struct ns_region *r, uint64_t offset, uint64_t length)
+{
+	struct ns_memfile *mf;
+	size_t lo, hi, a, b, i;
+	bool failed = false;
+	int rc = 0;
+
+	if (!r || offset > r->size || length > r->size - offset)
+		return -EINVAL;
+	if (length == 0)
+		return 0;
+	mf = r->mf;
+	pthread_mutex_lock(&mf->mu);
+	if (r->n == 0 || !mf->chunks) {
+		pthread_mutex_unlock(&mf->mu);
+		return 0;
+	}
+	/* The region's chunks are sorted: the first ending after @offset ... */
+	a = r->first;
+	b = r->first + r->n;
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+
+		if (mf->chunks[m].off + mf->chunks[m].len <= offset)
+			a = m + 1;
+		else
+			b = m;
+	}
+	lo = a;
+	/* ... to the first starting at or after its end. */
+	b = r->first + r->n;
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+
+		if (mf->chunks[m].off < offset + length)
+			a = m + 1;
+		else
+			b = m;
+	}
+	hi = a;
+	for (i = lo; i < hi && finished(&mf->chunks[i]); i++)
+		;
+	if (i < hi)
+		prioritise(mf, i, hi);
+	for (i = lo;;) {
+		while (i < hi && finished(&mf->chunks[i]))
+			failed |= mf->chunks[i++].state == MF_FAILED;
+		if (i == hi)
+			break;
+		if (mf->stop) {
+			rc = -ECANCELED;
+			break;
+		}
+		pthread_cond_wait(&mf->done_cond, &mf->mu);
+	}
+	pthread_mutex_unlock(&mf->mu);
+	return rc ? rc : failed ? -EIO : 0;
+}
+
+static struct ns_memfile *memfile_of(struct ns_stack *s)
+{
+	struct ns_memfile *mf;
+
+	ns_lock(s);
+	mf = s->memfile;
+	ns_unlock(s);
+	return mf;
+}
+
+int ns_memfile_wait(struct ns_stack *s, int timeout_ms)
+{
+	struct ns_memfile *mf;
+	struct timespec dl;
+	int rc = 0;
+
+	if (!s)
+		return -EINVAL;
+	mf = memfile_of(s);
+	if (!mf)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	if (timeout_ms > 0) {
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+	}
+	pthread_mutex_lock(&mf->mu);
+	while (mf->remaining && !mf->stop && !rc) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&mf->done_cond, &mf->mu);
+		else if (timeout_ms == 0 ||
+			 pthread_cond_timedwait(&mf->done_cond, &mf->mu, &dl) == ETIMEDOUT)
+			rc = -ETIMEDOUT;
+	}
+	if (!rc && (mf->remaining || mf->failed_bytes))
+		rc = -EIO;
+	pthread_mutex_unlock(&mf->mu);
+	return rc;
+}
+
+int ns_memfile_progress(struct ns_stack *s, struct ns_memfile_progress *p)
+{
+	struct ns_memfile *mf;
+	uint64_t now;
+
+	if (!s || !p)
+		return -EINVAL;
+	memset(p, 0, sizeof(*p));
+	p->backend = "none";
+	p->done = true;
+	mf = memfile_of(s);
+	if (!mf)
+		return 0;
+	pthread_mutex_lock(&mf->mu);
+	p->regions = mf->nregions;
+	for (unsigned i = 0; i < mf->nregions; i++)
+		p->bytes += mf->regions[i]->size;
+	p->data_bytes = mf->data_bytes;
+	p->loaded_bytes = mf->loaded_bytes;
+	p->failed_bytes = mf->failed_bytes;
+	p->loading = mf->loading;
+	p->done = mf->remaining == 0;
+	p->error = mf->error;
+	snprintf(p->why, sizeof(p->why), "%s", mf->why);
+	snprintf(p->fallback, sizeof(p->fallback), "%s", mf->fallback);
+	p->backend = mf->backend;
+	now = mf->remaining ? mf_now_ns() : mf->end_ns;
+	p->elapsed_ns = now - mf->start_ns;
+	if (p->elapsed_ns)
+		p->rate_bps = (uint64_t)((double)mf->loaded_bytes * 1e9 / (double)p->elapsed_ns);
+	pthread_mutex_unlock(&mf->mu);
+	return 0;
+}

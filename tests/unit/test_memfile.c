@@ -1,0 +1,648 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_memfile.c - the memory file through the public API: a forked child
+ * creates regions of odd sizes and layouts (all zero, all data, every other
+ * page, runs across chunk boundaries, pages with one non-zero byte), fills
+ * them and checkpoints; the test process, fresh as restore requires,
+ * restores and compares every byte. Round trips with and without zstd and
+ * O_DIRECT, on io_uring and on the thread pool (and the fallback to it when
+ * io_uring cannot be set up); priority (an awaited range at the end of a
+ * big region arrives long before the rest); and every failure: pages.img
+ * missing, truncated or corrupted (refused in the foreground, -EIO for the
+ * affected ranges only in the background, never wrong bytes), pages.meta
+ * missing, damaged or from another checkpoint. Also pages.meta's codec and
+ * the API's argument checks.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "memfile.h"
+#include "netstack.h"
+
+#define PAGE 4096u
+
+enum layout { ALL_ZERO, ALL_DATA, EVERY_OTHER, RUNS, SPARSE_BYTES, LAYOUTS };
+
+struct region_spec {
+	const char *name;
+	size_t size;
+	enum layout layout;
+};
+
+static char img[256];
+
+static void make_image_path(void)
+{
+	char parent[128];
+
+	snprintf(parent, sizeof(parent), "/tmp/ns-memfile-test-%d", (int)getpid());
+	mkdir(parent, 0700);
+	snprintf(img, sizeof(img), "%s/img", parent);
+}
+
+static void remove_image(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/ns-memfile-test-%d", (int)getpid());
+	if (system(cmd)) {
+	}
+}
+
+static uint64_t next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* The deterministic contents of a region: regenerate to compare. */
+static void fill(uint8_t *p, size_t size, enum layout l, uint64_t seed)
+{
+	uint64_t x = seed | 1, run = 0;
+	bool data = true;
+
+	memset(p, 0, size);
+	for (size_t off = 0; off < size; off += PAGE) {
+		size_t n = size - off < PAGE ? size - off : PAGE;
+		bool on;
+
+		switch (l) {
+		case ALL_ZERO:
+			on = false;
+			break;
+		case EVERY_OTHER:
+			on = (off / PAGE) % 2 == 0;
+			break;
+		case RUNS:
+			if (run == 0) {
+				data = !data;
+				run = 1 + next(&x) % 40;	/* across 16-page chunks */
+			}
+			run--;
+			on = data;
+			break;
+		case SPARSE_BYTES:
+			if ((off / PAGE) % 3 == 0)
+				p[off + next(&x) % n] = (uint8_t)(1 + next(&x) % 255);
+			on = false;
+			break;
+		default:
+			on = true;
+		}
+		if (!on)
+			continue;
+		for (size_t i = 0; i + 8 <= n; i += 8) {
+			uint64_t v = next(&x);
+
+			memcpy(p + off + i, &v, 8);
+		}
+	}
+}
+
+/* Fork a child that builds the regions, fills them and checkpoints. */
+static void save(const struct region_spec *rs, size_t n, const struct ns_checkpoint_opts *o)
+{
+	pid_t pid = fork();
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct ns_stack *s;
+
+		if (ns_stack_new(NULL, &s))
+			_exit(10);
+		for (size_t i = 0; i < n; i++) {
+			struct ns_region *r;
+
+			if (ns_memfile_region_create(s, rs[i].name, rs[i].size, &r))
+				_exit(11);
+			fill(ns_region_addr(r), rs[i].size, rs[i].layout, 1000 + i);
+		}
+		_exit(ns_stack_checkpoint(s, img, o) ? 12 : 0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "checkpoint child: status %d",
+		  status);
+}
+
+static void check_regions(struct ns_stack *s, const struct region_spec *rs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t size = (rs[i].size + PAGE - 1) / PAGE * PAGE;
+		struct ns_region *r;
+		uint8_t *want;
+
+		cr_assert_eq(ns_memfile_region_find(s, rs[i].name, &r), 0, "%s", rs[i].name);
+		cr_assert_eq(ns_region_size(r), size);
+		cr_assert_eq(ns_memfile_await(r, 0, size), 0);
+		want = malloc(size);
+		fill(want, rs[i].size, rs[i].layout, 1000 + i);
+		memset(want + rs[i].size, 0, size - rs[i].size);
+		cr_assert(memcmp(ns_region_addr(r), want, size) == 0, "region %s differs",
+			  rs[i].name);
+		free(want);
+	}
+}
+
+static const struct region_spec odd[] = {
+	{ "one-byte", 1, ALL_DATA },
+	{ "zero", 3 * PAGE, ALL_ZERO },
+	{ "data", 5 * PAGE + 17, ALL_DATA },
+	{ "alt", 33 * PAGE, EVERY_OTHER },
+	{ "runs", 8u << 20, RUNS },
+	{ "sparse", 1u << 20, SPARSE_BYTES },
+	{ "big-run", (1u << 20) + 3 * PAGE, ALL_DATA },
+};
+#define NODD (sizeof(odd) / sizeof(odd[0]))
+
+static void round_trip(enum ns_compression c, bool direct, enum ns_memfile_backend be,
+		       bool background)
+{
+	struct ns_checkpoint_opts co = { .compression = c, .direct = direct };
+	struct ns_restore_opts ro = { .background = background, .direct = direct,
+				      .backend = be };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	char why[256] = "";
+	uint64_t data = 0;
+
+	make_image_path();
+	save(odd, NODD, &co);
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	check_regions(s, odd, NODD);
+	cr_assert_eq(ns_memfile_wait(s, 10000), 0);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert_eq(p.regions, NODD);
+	cr_assert(p.done && !p.loading && p.error == 0);
+	cr_assert_eq(p.loaded_bytes, p.data_bytes);
+	cr_assert_eq(p.failed_bytes, 0);
+	for (size_t i = 0; i < NODD; i++)
+		data += odd[i].size;
+	cr_assert_lt(p.data_bytes, data, "zero pages are skipped");
+	cr_assert_str_eq(p.backend, be == NS_MEMFILE_THREADS ? "threads" : "io_uring");
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, round_trip_plain_uring) { round_trip(NS_COMPRESSION_NONE, false, NS_MEMFILE_IO_URING, false); }
+Test(memfile, round_trip_plain_threads) { round_trip(NS_COMPRESSION_NONE, false, NS_MEMFILE_THREADS, false); }
+Test(memfile, round_trip_zstd_uring) { round_trip(NS_COMPRESSION_ZSTD, false, NS_MEMFILE_IO_URING, false); }
+Test(memfile, round_trip_zstd_threads_background) { round_trip(NS_COMPRESSION_ZSTD, false, NS_MEMFILE_THREADS, true); }
+Test(memfile, round_trip_direct_uring_background) { round_trip(NS_COMPRESSION_NONE, true, NS_MEMFILE_IO_URING, true); }
+Test(memfile, round_trip_direct_zstd_threads) { round_trip(NS_COMPRESSION_ZSTD, true, NS_MEMFILE_THREADS, false); }
+
+Test(memfile, image_files_and_sizes)
+{
+	struct ns_checkpoint_opts co = { 0 };
+	struct stat st;
+	char path[400];
+	uint64_t data = 0;
+
+	make_image_path();
+	save(odd, NODD, &co);
+	snprintf(path, sizeof(path), "%s/pages.img", img);
+	cr_assert_eq(stat(path, &st), 0);
+	/* Only non-zero pages are in the file, whole pages each. */
+	for (size_t i = 0; i < NODD; i++)
+		data += (odd[i].size + PAGE - 1) / PAGE * PAGE;
+	cr_assert_lt((uint64_t)st.st_size, data);
+	cr_assert_eq(st.st_size % PAGE, 0);
+	snprintf(path, sizeof(path), "%s/pages.meta", img);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	remove_image();
+}
+
+/* ------------------------------------------------------------------ */
+/* Priority                                                            */
+/* ------------------------------------------------------------------ */
+
+static void priority(enum ns_memfile_backend be)
+{
+	static const struct region_spec big[] = { { "big", 1u << 30, EVERY_OTHER } };
+	struct ns_checkpoint_opts co = { 0 };
+	/* One reader, small reads: loading the whole takes a while, so an
+	 * await that jumped the queue shows. */
+	struct ns_restore_opts ro = { .background = true, .backend = be, .queue_depth = 1,
+				      .read_kib = 64 };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	struct ns_region *r;
+	char why[256] = "";
+	uint8_t *want;
+
+	make_image_path();
+	save(big, 1, &co);
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_region_find(s, "big", &r), 0);
+	cr_assert_eq(ns_memfile_await(r, (1u << 30) - (1u << 20), 1u << 20), 0);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert_lt(p.loaded_bytes, p.data_bytes / 2,
+		     "the awaited last MiB came after %llu of %llu bytes",
+		     (unsigned long long)p.loaded_bytes, (unsigned long long)p.data_bytes);
+	want = malloc(1u << 30);
+	fill(want, 1u << 30, EVERY_OTHER, 1000);
+	cr_assert(memcmp((uint8_t *)ns_region_addr(r) + (1u << 30) - (1u << 20),
+			 want + (1u << 30) - (1u << 20), 1u << 20) == 0);
+	cr_assert_eq(ns_memfile_wait(s, 60000), 0);
+	cr_assert(memcmp(ns_region_addr(r), want, 1u << 30) == 0);
+	free(want);
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, priority_uring, .timeout = 120) { priority(NS_MEMFILE_IO_URING); }
+Test(memfile, priority_threads, .timeout = 120) { priority(NS_MEMFILE_THREADS); }
+
+/* ------------------------------------------------------------------ */
+/* The fallback                                                        */
+/* ------------------------------------------------------------------ */
+
+static int uring_enosys(unsigned entries, struct io_uring *ring)
+{
+	(void)entries;
+	(void)ring;
+	return -ENOSYS;
+}
+
+Test(memfile, fallback_to_threads)
+{
+	struct ns_checkpoint_opts co = { 0 };
+	struct ns_restore_opts ro = { .backend = NS_MEMFILE_AUTO };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	char why[256] = "";
+
+	make_image_path();
+	save(odd, NODD, &co);
+	mf_uring_setup = uring_enosys;
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	check_regions(s, odd, NODD);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert_str_eq(p.backend, "threads");
+	cr_assert(strstr(p.fallback, "io_uring_queue_init") && strstr(p.fallback, strerror(ENOSYS)),
+		  "fallback: %s", p.fallback);
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, uring_demanded_but_missing)
+{
+	struct ns_checkpoint_opts co = { 0 };
+	struct ns_restore_opts ro = { .backend = NS_MEMFILE_IO_URING };
+	struct ns_stack *s = NULL;
+	char why[256] = "";
+
+	make_image_path();
+	save(odd, NODD, &co);
+	mf_uring_setup = uring_enosys;
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), -ENOSYS);
+	cr_assert(strstr(why, "io_uring"), "%s", why);
+	cr_assert_null(s);
+	remove_image();
+}
+
+/* ------------------------------------------------------------------ */
+/* Damaged images                                                      */
+/* ------------------------------------------------------------------ */
+
+static const struct region_spec two[] = {
+	{ "a", 4u << 20, ALL_DATA },
+	{ "b", 4u << 20, ALL_DATA },
+};
+
+static void file_path(char *out, size_t cap, const char *name)
+{
+	snprintf(out, cap, "%s/%s", img, name);
+}
+
+static void truncate_pages(off_t cut)
+{
+	char path[400];
+	struct stat st;
+
+	file_path(path, sizeof(path), "pages.img");
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(truncate(path, st.st_size - cut), 0);
+}
+
+static void flip_byte(const char *name, off_t off)
+{
+	char path[400];
+	uint8_t b;
+	int fd;
+
+	file_path(path, sizeof(path), name);
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static void restore_refused(int err, const char *needle, bool background)
+{
+	struct ns_restore_opts ro = { .background = background };
+	struct ns_stack *s = NULL;
+	char why[256] = "";
+
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), err, "why: %s", why);
+	cr_assert(strstr(why, needle), "why: %s", why);
+	cr_assert_null(s);
+}
+
+Test(memfile, pages_img_missing_refused)
+{
+	char path[400];
+
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	file_path(path, sizeof(path), "pages.img");
+	cr_assert_eq(unlink(path), 0);
+	restore_refused(-ENOENT, "no pages.img", true);
+	remove_image();
+}
+
+Test(memfile, pages_img_truncated_foreground_refused)
+{
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	truncate_pages(100);
+	restore_refused(-EBADMSG, "truncated", false);
+	remove_image();
+}
+
+Test(memfile, pages_img_corrupted_foreground_refused)
+{
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	flip_byte("pages.img", 5u << 20);
+	restore_refused(-EIO, "CRC32C mismatch", false);
+	remove_image();
+}
+
+Test(memfile, pages_img_corrupted_zstd_refused)
+{
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ .compression = NS_COMPRESSION_ZSTD });
+	flip_byte("pages.img", 100);
+	restore_refused(-EIO, "region 'a' bytes 0..65536", false);
+	remove_image();
+}
+
+/* Background: only the damaged ranges fail, and they read as zeros. */
+static void background_damage(bool truncated)
+{
+	struct ns_restore_opts ro = { .background = true };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	struct ns_region *a, *b;
+	char why[256] = "";
+	uint8_t *want, zero[PAGE] = { 0 };
+	const uint64_t bad = truncated ? (4u << 20) - PAGE : 5u << 10;
+
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	if (truncated)
+		truncate_pages(100);	/* the end of region b */
+	else
+		flip_byte("pages.img", (off_t)bad);	/* the first chunk of region a */
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_region_find(s, "a", &a), 0);
+	cr_assert_eq(ns_memfile_region_find(s, "b", &b), 0);
+	if (truncated) {
+		cr_assert_eq(ns_memfile_await(b, bad, PAGE), -EIO);
+		cr_assert_eq(ns_memfile_await(a, 0, 4u << 20), 0);
+		cr_assert_eq(ns_memfile_await(b, 0, 1u << 20), 0);
+		cr_assert(memcmp((uint8_t *)ns_region_addr(b) + bad, zero, PAGE) == 0);
+	} else {
+		cr_assert_eq(ns_memfile_await(a, bad, 1), -EIO);
+		cr_assert_eq(ns_memfile_await(a, 1u << 20, 3u << 20), 0);
+		cr_assert_eq(ns_memfile_await(b, 0, 4u << 20), 0);
+		cr_assert(memcmp((uint8_t *)ns_region_addr(a), zero, PAGE) == 0);
+		/* Still -EIO later: a failed range never turns good. */
+		cr_assert_eq(ns_memfile_await(a, 0, PAGE), -EIO);
+	}
+	cr_assert_eq(ns_memfile_wait(s, 10000), -EIO);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert(p.done);
+	cr_assert_eq(p.error, -EIO);
+	cr_assert_eq(p.failed_bytes, 64u << 10, "one chunk failed: %llu",
+		     (unsigned long long)p.failed_bytes);
+	cr_assert(strstr(p.why, truncated ? "truncated" : "CRC32C"), "%s", p.why);
+	/* Every byte that was handed out is right. */
+	want = malloc(4u << 20);
+	fill(want, 4u << 20, ALL_DATA, truncated ? 1001 : 1000);
+	if (truncated)
+		cr_assert(memcmp(ns_region_addr(b), want, bad & ~(uint64_t)0xffff) == 0);
+	else
+		cr_assert(memcmp((uint8_t *)ns_region_addr(a) + (64u << 10), want + (64u << 10),
+				 (4u << 20) - (64u << 10)) == 0);
+	free(want);
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, background_truncated_eio_for_the_end) { background_damage(true); }
+Test(memfile, background_corrupted_eio_for_the_chunk) { background_damage(false); }
+
+Test(memfile, pages_meta_missing_or_damaged_refused)
+{
+	char path[400];
+
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	flip_byte("pages.meta", 40);
+	restore_refused(-EBADMSG, "pages.meta: payload checksum mismatch", true);
+	flip_byte("pages.meta", 40);
+	file_path(path, sizeof(path), "pages.meta");
+	cr_assert_eq(unlink(path), 0);
+	restore_refused(-ENOENT, "no pages.meta", false);
+	remove_image();
+}
+
+Test(memfile, pages_from_another_checkpoint_refused)
+{
+	char a[256], b[256], cmd[1000];
+
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	snprintf(a, sizeof(a), "%s", img);
+	snprintf(img, sizeof(img), "%.250s2", a);
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	snprintf(b, sizeof(b), "%s", img);
+	/* b's state with a's pages: the same shape, another checkpoint. */
+	snprintf(cmd, sizeof(cmd), "cp %s/pages.meta %s/pages.img %s/", a, a, b);
+	cr_assert_eq(system(cmd), 0);
+	restore_refused(-EPROTO, "belongs to another checkpoint", false);
+	remove_image();
+}
+
+/* ------------------------------------------------------------------ */
+/* The API's checks                                                    */
+/* ------------------------------------------------------------------ */
+
+Test(memfile, api_arguments)
+{
+	struct ns_memfile_progress p;
+	struct ns_stack *s;
+	struct ns_region *r, *r2;
+	char long_name[NS_REGION_NAME_MAX + 1];
+
+	cr_assert_eq(ns_stack_new(NULL, &s), 0);
+	memset(long_name, 'x', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	cr_assert_eq(ns_memfile_region_create(NULL, "m", 4096, &r), -EINVAL);
+	cr_assert_eq(ns_memfile_region_create(s, "", 4096, &r), -EINVAL);
+	cr_assert_eq(ns_memfile_region_create(s, NULL, 4096, &r), -EINVAL);
+	cr_assert_eq(ns_memfile_region_create(s, long_name, 4096, &r), -EINVAL);
+	cr_assert_eq(ns_memfile_region_create(s, "m", 0, &r), -EINVAL);
+	cr_assert_eq(ns_memfile_region_create(s, "m", (1ull << 40) + 1, &r), -EINVAL);
+	cr_assert_eq(ns_memfile_region_create(s, "m", 4096, NULL), -EINVAL);
+	cr_assert_eq(ns_memfile_region_find(s, "m", &r), -ENOENT);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert(p.done && p.regions == 0);
+	cr_assert_str_eq(p.backend, "none");
+	cr_assert_eq(ns_memfile_region_create(s, "m", 5000, &r), 0);
+	cr_assert_eq(ns_region_size(r), 8192);
+	cr_assert_eq((uintptr_t)ns_region_addr(r) % 4096, 0);
+	cr_assert_eq(ns_memfile_region_create(s, "m", 4096, &r2), -EEXIST);
+	cr_assert_eq(ns_memfile_region_find(s, "m", &r2), 0);
+	cr_assert_eq(r, r2);
+	cr_assert_eq(ns_memfile_await(r, 0, 8192), 0);
+	cr_assert_eq(ns_memfile_await(r, 0, 0), 0);
+	cr_assert_eq(ns_memfile_await(r, 8192, 1), -EINVAL);
+	cr_assert_eq(ns_memfile_await(r, 1, UINT64_MAX), -EINVAL);
+	cr_assert_eq(ns_memfile_await(NULL, 0, 1), -EINVAL);
+	cr_assert_eq(ns_memfile_wait(s, 0), 0);
+	cr_assert_eq(ns_memfile_wait(NULL, 0), -EINVAL);
+	cr_assert_eq(ns_memfile_progress(s, NULL), -EINVAL);
+	for (int i = 1; i < 64; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "r%d", i);
+		cr_assert_eq(ns_memfile_region_create(s, name, 4096, &r2), 0);
+	}
+	cr_assert_eq(ns_memfile_region_create(s, "one-too-many", 4096, &r2), -ENOSPC);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert_eq(p.regions, 64);
+	cr_assert_eq(p.bytes, 8192 + 63 * 4096);
+	ns_stack_free(s);
+}
+
+Test(memfile, checkpoint_bad_compression)
+{
+	struct ns_stack *s;
+
+	cr_assert_eq(ns_stack_new(NULL, &s), 0);
+	cr_assert_eq(ns_stack_checkpoint(s, "/tmp/never-made",
+					 &(struct ns_checkpoint_opts){ .compression = 7 }),
+		     -EINVAL);
+	cr_assert_eq(access("/tmp/never-made", F_OK), -1);
+	ns_stack_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* pages.meta's codec                                                  */
+/* ------------------------------------------------------------------ */
+
+static struct mf_chunk chunks[3] = {
+	{ .region = 0, .off = 0, .len = 8192, .foff = 0, .flen = 8192, .crc = 1 },
+	{ .region = 0, .off = 65536, .len = 4096, .foff = 8192, .flen = 4096, .crc = 2 },
+	{ .region = 1, .off = 4096, .len = 4096, .foff = 12288, .flen = 4096, .crc = 3 },
+};
+
+static struct mf_index sample(void)
+{
+	struct mf_index ix = { .image_id = 42, .compression = NS_COMPRESSION_NONE,
+			       .chunk_size = 65536, .file_size = 16384, .nregions = 2,
+			       .nchunks = 3, .chunks = chunks };
+
+	snprintf(ix.regions[0].name, sizeof(ix.regions[0].name), "first");
+	ix.regions[0].size = 1u << 20;
+	ix.regions[0].first = 0;
+	ix.regions[0].n = 2;
+	snprintf(ix.regions[1].name, sizeof(ix.regions[1].name), "second");
+	ix.regions[1].size = 8192;
+	ix.regions[1].first = 2;
+	ix.regions[1].n = 1;
+	return ix;
+}
+
+Test(pages_meta, round_trip)
+{
+	struct mf_index ix = sample(), out;
+	uint8_t *buf;
+	size_t len;
+
+	cr_assert_eq(mf_index_encode(&ix, &buf, &len, NULL, 0), 0);
+	cr_assert_eq(mf_index_decode(buf, len, &out, NULL, 0), 0);
+	cr_assert_eq(out.image_id, 42);
+	cr_assert_eq(out.nregions, 2);
+	cr_assert_str_eq(out.regions[1].name, "second");
+	cr_assert_eq(out.nchunks, 3);
+	cr_assert(memcmp(out.chunks, chunks, sizeof(chunks)) == 0);
+	/* Every truncation and every bit flip is refused, never crashes. */
+	for (size_t cut = 0; cut < len; cut++) {
+		struct mf_index bad;
+
+		cr_assert_neq(mf_index_decode(buf, cut, &bad, NULL, 0), 0, "cut at %zu", cut);
+	}
+	for (size_t bit = 0; bit < len * 8; bit++) {
+		struct mf_index bad;
+
+		buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		cr_assert_neq(mf_index_decode(buf, len, &bad, NULL, 0), 0, "bit %zu", bit);
+		buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+	}
+	mf_index_release(&out);
+	free(buf);
+}
+
+/* The writer applies the reader's rules: an invalid index is not written. */
+Test(pages_meta, invalid_indexes_refused)
+{
+	struct mf_index ix;
+	uint8_t *buf;
+	size_t len;
+	char why[200];
+	struct mf_chunk save[3];
+
+	memcpy(save, chunks, sizeof(save));
+#define SPOIL(stmt, needle)                                                        \
+	do {                                                                       \
+		memcpy(chunks, save, sizeof(save));                                \
+		ix = sample();                                                     \
+		stmt;                                                              \
+		why[0] = '\0';                                                     \
+		cr_assert_eq(mf_index_encode(&ix, &buf, &len, why, sizeof(why)), -EINVAL, \
+			     "%s", #stmt);                                         \
+		cr_assert(strstr(why, needle), "%s: %s", #stmt, why);              \
+	} while (0)
+	SPOIL(ix.image_id = 0, "image id 0");
+	SPOIL(ix.chunk_size = 1000, "chunk size");
+	SPOIL(ix.regions[1].size = 4097, "size 4097");
+	SPOIL(snprintf(ix.regions[1].name, 8, "first"), "same name");
+	SPOIL(ix.regions[0].name[0] = '\0', "name of 0 bytes");
+	SPOIL(chunks[1].off = 4096, "overlap");
+	SPOIL(chunks[1].off = 1u << 20, "leave the region");
+	SPOIL(chunks[1].len = 131072, "1..65536");
+	SPOIL(chunks[0].off = 100, "page-aligned");
+	SPOIL(chunks[1].foff = 4096, "overlaps the chunk before");
+	SPOIL(chunks[2].flen = 8192, "8192 bytes in the file for 4096");
+	SPOIL(ix.file_size = 12288, "ends after pages.img");
+	memcpy(chunks, save, sizeof(save));
+}
