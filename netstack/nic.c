@@ -18,6 +18,8 @@
 #include "lwip/ethip6.h"
 #include "lwip/nd6.h"
 #include "lwip/pbuf.h"
+#include "lwip/prot/ip4.h"
+#include "lwip/prot/ip6.h"
 #include "netif/ethernet.h"
 #include "internal.h"
 
@@ -268,14 +270,30 @@ void ns_nic_handle_failure(struct ns_stack *s, struct ns_nic *nic)
 }
 
 /*
- * lwIP 2.1.3's etharp_input() reads a whole ARP header without checking
- * that the frame holds one (hardware pads to 60 bytes; a TAP peer's runt
- * is not padded): such a frame is malformed here, before lwIP.
+ * lwIP 2.1.3 reads a fixed header before checking the frame holds it:
+ * etharp_input() the whole ARP header, ip4_input() the total length,
+ * ip6_input() the first word. Hardware pads frames to 60 bytes; a TAP
+ * peer's runt is not padded. So a frame too short for its network header
+ * is malformed here, before lwIP.
  */
-static bool arp_runt(const uint8_t *d, size_t len)
+static bool net_runt(const uint8_t *d, size_t len)
 {
-	return len < TAP_ETH_HLEN + SIZEOF_ETHARP_HDR && d[12] == ETHTYPE_ARP >> 8 &&
-	       d[13] == (ETHTYPE_ARP & 0xff);
+	size_t need;
+
+	switch (d[12] << 8 | d[13]) {
+	case ETHTYPE_ARP:
+		need = SIZEOF_ETHARP_HDR;
+		break;
+	case ETHTYPE_IP:
+		need = IP_HLEN;
+		break;
+	case ETHTYPE_IPV6:
+		need = IP6_HLEN;
+		break;
+	default:
+		return false;
+	}
+	return len < TAP_ETH_HLEN + need;
 }
 
 void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
@@ -300,7 +318,7 @@ void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 			nic->rx_bytes += f->len;
 			s->stats.rx_frames++;
 			s->stats.rx_bytes += f->len;
-			if (f->len < TAP_ETH_HLEN || f->len > 0xffff || arp_runt(f->data, f->len)) {
+			if (f->len < TAP_ETH_HLEN || f->len > 0xffff || net_runt(f->data, f->len)) {
 				nic->rx_malformed++;
 				s->stats.rx_malformed++;
 				continue;
