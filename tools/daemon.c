@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <isa-l/crc64.h>
 #include <json-c/json.h>
 
 #include "daemon.h"
@@ -277,6 +278,7 @@ enum control_key {
 	KEY_LEAVE_RUNNING,
 	KEY_COMPRESSION,
 	KEY_TIMEOUT_MS,
+	KEY_DIRECT,
 	KEY_COUNT,
 };
 
@@ -285,12 +287,14 @@ static const char *const key_names[] = {
 	[KEY_LEAVE_RUNNING] = "leave-running",
 	[KEY_COMPRESSION] = "compression",
 	[KEY_TIMEOUT_MS] = "timeout-ms",
+	[KEY_DIRECT] = "direct",
 };
 static_assert(ARRAY_SIZE(key_names) == KEY_COUNT, "key_names matches enum control_key");
 
 /* Which keys each verb takes, as bit masks of enum control_key. */
 static const unsigned verb_keys[] = {
-	[CONTROL_CHECKPOINT] = 1u << KEY_PATH | 1u << KEY_LEAVE_RUNNING | 1u << KEY_COMPRESSION,
+	[CONTROL_CHECKPOINT] = 1u << KEY_PATH | 1u << KEY_LEAVE_RUNNING | 1u << KEY_COMPRESSION |
+			       1u << KEY_DIRECT,
 	[CONTROL_STATE] = 0,
 	[CONTROL_WAIT_CHECKPOINT] = 1u << KEY_TIMEOUT_MS,
 	[CONTROL_WAIT_RESTORE] = 0,
@@ -334,9 +338,17 @@ static int value_set(struct control_request *r, enum control_key key, const char
 		r->leave_running = v[0] == '1';
 		return 0;
 	case KEY_COMPRESSION:
-		if (strcmp(v, "none") != 0)
-			return say(why, "compression is not none", -EINVAL);
-		r->compression = NS_COMPRESSION_NONE;
+		if (strcmp(v, "none") == 0)
+			r->compression = NS_COMPRESSION_NONE;
+		else if (strcmp(v, "zstd") == 0)
+			r->compression = NS_COMPRESSION_ZSTD;
+		else
+			return say(why, "compression is not none or zstd", -EINVAL);
+		return 0;
+	case KEY_DIRECT:
+		if (vlen != 1 || (v[0] != '0' && v[0] != '1'))
+			return say(why, "direct is not 0 or 1", -EINVAL);
+		r->direct = v[0] == '1';
 		return 0;
 	case KEY_TIMEOUT_MS:
 		if (vlen == 0 || vlen > 9)
@@ -440,10 +452,13 @@ int control_request_format(const struct control_request *req, char *buf, size_t 
 	case CONTROL_CHECKPOINT:
 		if (!memchr(req->path, '\0', sizeof(req->path)))
 			return -EINVAL;
-		fits = field_put(buf, cap, &len, "path", req->path) &&
-		       field_put(buf, cap, &len, "leave-running", req->leave_running ? "1" : "0");
-		if (req->compression != NS_COMPRESSION_NONE)
+		if (req->compression != NS_COMPRESSION_NONE && req->compression != NS_COMPRESSION_ZSTD)
 			return -EINVAL;
+		fits = field_put(buf, cap, &len, "path", req->path) &&
+		       field_put(buf, cap, &len, "leave-running", req->leave_running ? "1" : "0") &&
+		       (req->compression != NS_COMPRESSION_ZSTD ||
+			field_put(buf, cap, &len, "compression", "zstd")) &&
+		       (!req->direct || field_put(buf, cap, &len, "direct", "1"));
 		break;
 	case CONTROL_WAIT_CHECKPOINT:
 		if (req->timeout_ms >= 0) {
@@ -1565,6 +1580,7 @@ struct daemon {
 	size_t nheld;
 	int64_t checkpoint_count;	/* under lock: for state.json */
 	char image_path[PATH_MAX];	/* under lock */
+	char mem_digest[48];		/* under lock; empty until computed */
 
 	/* Checkpoints, one at a time. */
 	pthread_mutex_t ckpt_lock;
@@ -2047,6 +2063,90 @@ static void state_counters(struct daemon *d, struct sbuf *b)
 		  st.udp_rcvbuf_drops);
 }
 
+void daemon_memory_fill(void *addr, size_t size)
+{
+	const size_t page = 4096;
+	uint64_t x = 0x9e3779b97f4a7c15ull, run = 0;
+	uint8_t *p = addr;
+	bool data = false;
+
+	for (size_t off = 0; off + page <= size; off += page) {
+		if (run == 0) {
+			data = !data;
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			run = 1 + x % 64;
+		}
+		run--;
+		if (!data)
+			continue;
+		for (size_t i = 0; i < page; i += 8) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			memcpy(p + off + i, &x, 8);
+		}
+	}
+}
+
+/* The digest of the memory region once it is all in (computed once: the
+ * daemon never writes the region after filling it). */
+static bool memory_digest(struct daemon *d, const struct ns_memfile_progress *p, char *out,
+			  size_t cap)
+{
+	struct ns_region *r;
+	bool have;
+
+	if (!p->done || p->error || ns_memfile_region_find(d->stack, DAEMON_MEMORY_REGION, &r))
+		return false;
+	pthread_mutex_lock(&d->lock);
+	if (!d->mem_digest[0]) {
+		uint64_t crc = crc64_ecma_refl(0, ns_region_addr(r), ns_region_size(r));
+
+		snprintf(d->mem_digest, sizeof(d->mem_digest), "crc64:%016" PRIx64, crc);
+	}
+	have = snprintf(out, cap, "%s", d->mem_digest) > 0;
+	pthread_mutex_unlock(&d->lock);
+	return have;
+}
+
+static void state_memory(struct daemon *d, struct sbuf *b)
+{
+	struct ns_memfile_progress p;
+	char digest[48];
+
+	if (ns_memfile_progress(d->stack, &p) < 0 || p.regions == 0) {
+		sb_printf(b, ",\n  \"memory\": null");
+		return;
+	}
+	sb_printf(b,
+		  ",\n  \"memory\": {\n"
+		  "    \"regions\": %u, \"bytes\": %" PRIu64 ", \"data_bytes\": %" PRIu64 ",\n"
+		  "    \"loaded\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"done\": %s, \"loading\": %s,\n"
+		  "    \"rate_mib_s\": %.1f, \"elapsed_ms\": %.3f,\n    \"backend\": ",
+		  p.regions, p.bytes, p.data_bytes, p.loaded_bytes, p.failed_bytes,
+		  p.done ? "true" : "false", p.loading ? "true" : "false",
+		  (double)p.rate_bps / (1 << 20), (double)p.elapsed_ns / 1e6);
+	sb_json_str(b, p.backend);
+	sb_printf(b, ", \"fallback\": ");
+	if (p.fallback[0])
+		sb_json_str(b, p.fallback);
+	else
+		sb_printf(b, "null");
+	sb_printf(b, ",\n    \"error\": ");
+	if (p.error)
+		sb_json_str(b, p.why);
+	else
+		sb_printf(b, "null");
+	sb_printf(b, ", \"digest\": ");
+	if (memory_digest(d, &p, digest, sizeof(digest)))
+		sb_json_str(b, digest);
+	else
+		sb_printf(b, "null");
+	sb_printf(b, "\n  }");
+}
+
 static void state_build(struct daemon *d, struct sbuf *b)
 {
 	int64_t count = ns_stack_checkpoint_count(d->stack, NULL);
@@ -2072,6 +2172,7 @@ static void state_build(struct daemon *d, struct sbuf *b)
 	state_routes(d, b);
 	state_sockets(d, b);
 	state_counters(d, b);
+	state_memory(d, b);
 	sb_printf(b, "\n}\n");
 }
 
@@ -2218,6 +2319,26 @@ static int run_config_write(struct daemon *d, const char *dir)
 	return ret;
 }
 
+/* "restored" once a restored daemon has every page of its memory in;
+ * "loading" before; an error if some failed. */
+static void do_wait_restore(struct daemon *d, int fd)
+{
+	struct ns_memfile_progress p;
+
+	if (!d->restored) {
+		reply(fd, true, "not-restored");
+		return;
+	}
+	if (ns_memfile_progress(d->stack, &p) < 0 || p.done) {
+		if (p.error)
+			replyf(fd, false, "restored, but its memory failed to load: %s", p.why);
+		else
+			reply(fd, true, "restored");
+		return;
+	}
+	reply(fd, true, "loading");
+}
+
 /* Remember how our attempt ended, for wait-checkpoint. */
 static void done_set(struct daemon *d, int rc, const char *msg)
 {
@@ -2230,7 +2351,8 @@ static void done_set(struct daemon *d, int rc, const char *msg)
 static bool do_checkpoint(struct daemon *d, int fd, const struct control_request *req)
 {
 	struct ns_checkpoint_opts opts = { .leave_running = req->leave_running,
-					   .compression = req->compression };
+					   .compression = req->compression,
+					   .direct = req->direct };
 	/* Room for a whole path; reply() cuts the line to CONTROL_LINE_MAX. */
 	char why[PATH_MAX + 256], msg[PATH_MAX + 512];
 	bool hold = false;
@@ -2402,7 +2524,7 @@ static void handler_dispatch(struct daemon *d, int fd, bool *hold)
 		do_wait_checkpoint(d, fd, &req);
 		break;
 	case CONTROL_WAIT_RESTORE:
-		reply(fd, true, d->restored ? "restored" : "not-restored");
+		do_wait_restore(d, fd);
 		break;
 	default:
 		reply(fd, false, "unknown request");

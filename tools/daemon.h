@@ -31,7 +31,7 @@
  *
  *   verb             keys (each at most once)
  *   checkpoint       path=ABSOLUTE-DIR (required), leave-running=0|1,
- *                    compression=none
+ *                    compression=none|zstd, direct=0|1
  *   state            (none)
  *   wait-checkpoint  timeout-ms=0..86400000 (absent: forever)
  *   wait-restore     (none)
@@ -85,6 +85,7 @@ struct control_request {
 	char path[PATH_MAX];		/* checkpoint: the image directory, absolute */
 	bool leave_running;		/* checkpoint */
 	enum ns_compression compression; /* checkpoint */
+	bool direct;			/* checkpoint: pages.img with O_DIRECT */
 	int timeout_ms;			/* wait-checkpoint: -1 forever */
 };
 
@@ -384,6 +385,20 @@ const char *daemon_path(const struct daemon *d);
  * @msg: the line
  */
 void daemon_log(void *arg, int level, const char *msg);
+
+/* The memory region of 'run --memory' (and of its restores). */
+#define DAEMON_MEMORY_REGION "memory"
+
+/**
+ * daemon_memory_fill() - the test pattern of 'run --memory'
+ * @addr: the region's memory
+ * @size: its size, a page multiple
+ *
+ * Deterministic: runs of 1..64 pages, alternately data (a xorshift stream)
+ * and zero, so about half the pages are zero and a restore can be checked
+ * against the digest taken before the checkpoint.
+ */
+void daemon_memory_fill(void *addr, size_t size);
 
 /* What a daemon serves. */
 struct daemon_stack {

@@ -155,7 +155,7 @@ static void usage_run(FILE *f)
 	fprintf(f,
 		"Usage: %s [global flags] run [--detach] [--tap NAME | --fd N] --ip CIDR\n"
 		"           [--ip CIDR]... [--gateway IP]... [--mtu N]\n"
-		"           [--service PROTO:PORT:KIND]... ID\n"
+		"           [--service PROTO:PORT:KIND]... [--memory SIZE] ID\n"
 		"\n"
 		"Run one stack with one NIC as the daemon of ID. Once it serves, one line\n"
 		"\"netstack: ID running on ...\" goes to stdout. It claims ROOT/ID (refused if\n"
@@ -207,6 +207,11 @@ static void usage_run(FILE *f)
 		"                  and IPv6 peers, at most %d connections at once over all\n"
 		"                  services (more are closed at once); UDP services bind\n"
 		"                  [::]:PORT.\n"
+		"  --memory SIZE   give the stack a memory region \"" DAEMON_MEMORY_REGION "\" of SIZE\n"
+		"                  bytes (K, M, G, T: powers of 1024; at most 1T), filled with\n"
+		"                  a test pattern of which about half the pages are zero.\n"
+		"                  Checkpoints save it (pages.img, pages.meta); 'state' shows\n"
+		"                  \"memory\" with a digest of its contents once it is all in.\n"
 		"  -h, --help      print this help and exit\n"
 		"\n"
 		"ID names the stack: a letter or digit, then up to %d letters, digits,\n"
@@ -219,12 +224,13 @@ static void usage_checkpoint(FILE *f)
 {
 	fprintf(f,
 		"Usage: %s [global flags] checkpoint --image-path DIR [--leave-running]\n"
-		"           [--compression none] ID\n"
+		"           [--compression none|zstd] [--direct] ID\n"
 		"\n"
 		"Ask the daemon of ID to write its stack's state to the image directory DIR:\n"
 		"the stack clock, NICs, addresses, routes, TCP listeners and UDP sockets\n"
 		"(established TCP connections are not saved; after a restore their peers\n"
-		"get RST). Beside the image, in DIR/%s, the daemon writes its own\n"
+		"get RST), and, with 'run --memory', the memory's non-zero pages as\n"
+		"pages.img and their index pages.meta, written while state.pb is. Beside the image, in DIR/%s, the daemon writes its own\n"
 		"config: the ID, each NIC's endpoint kind and device, and each service with\n"
 		"the socket number it serves on. It is written after the image (DIR must be\n"
 		"empty before), under a temporary name, fsynced, then renamed; 'restore'\n"
@@ -246,8 +252,11 @@ static void usage_checkpoint(FILE *f)
 		"                      never a symlink. Required. A relative DIR is taken\n"
 		"                      from the current directory.\n"
 		"  --leave-running     keep the stack running after the checkpoint\n"
-		"  --compression none  how pages are compressed; only 'none' for now (any\n"
-		"                      other value is a usage error)\n"
+		"  --compression none|zstd\n"
+		"                      how the memory's pages are stored in pages.img:\n"
+		"                      as they are (default; they load straight into\n"
+		"                      memory) or zstd, one frame per 64 KiB chunk\n"
+		"  --direct            write pages.img with O_DIRECT (bypass the page cache)\n"
 		"  -h, --help          print this help and exit\n",
 		PROG, RUN_CONFIG_FILE, RUN_CONFIG_FILE);
 }
@@ -255,7 +264,8 @@ static void usage_checkpoint(FILE *f)
 static void usage_restore(FILE *f)
 {
 	fprintf(f,
-		"Usage: %s [global flags] restore --image-path DIR [--detach] [--fd N] ID\n"
+		"Usage: %s [global flags] restore --image-path DIR [--detach] [--background]\n"
+		"           [--direct] [--fd N] ID\n"
 		"\n"
 		"Run a stack again, in this new process, from the image directory DIR that\n"
 		"'netstack checkpoint' wrote: the library validates the whole image, builds\n"
@@ -280,6 +290,14 @@ static void usage_restore(FILE *f)
 		"                    serves, with its error and exit status if it fails\n"
 		"  --fd N            the inherited fd for the image's one fd NIC (an fd\n"
 		"                    endpoint cannot be reopened by itself); N is not 1 or 2\n"
+		"  --background      with memory (pages.img): serve as soon as the stack is\n"
+		"                    restored while pages keep loading (io_uring, or a thread\n"
+		"                    pool where io_uring is unavailable; 'state' shows which,\n"
+		"                    and the progress); 'wait --restore' returns once every\n"
+		"                    page is in. Without it every page is loaded and checked\n"
+		"                    before the daemon serves, and a missing, short or\n"
+		"                    damaged pages.img fails the restore.\n"
+		"  --direct          read pages.img with O_DIRECT (bypass the page cache)\n"
 		"  -h, --help        print this help and exit\n",
 		PROG, RUN_CONFIG_FILE, RUN_CONFIG_FILE);
 }
@@ -294,9 +312,11 @@ static void usage_wait(FILE *f)
 		"                including the writing of %s: exit status 0 if it\n"
 		"                succeeded, 1 with one line if it failed. ID must be running.\n"
 		"                Without --timeout it waits as long as it takes.\n"
-		"  --restore     return when ID is served by a restored daemon: at once if\n"
-		"                it is; else wait for one to appear and serve, polling\n"
-		"                every %d ms, for --timeout SECONDS (default %d).\n"
+		"  --restore     return when ID is served by a restored daemon with all of\n"
+		"                its memory loaded: at once if it is; else wait for one to\n"
+		"                appear, serve and finish loading, polling every %d ms, for\n"
+		"                --timeout SECONDS (default %d). Exit status 1 at once if\n"
+		"                some of its memory failed to load.\n"
 		"  (neither)     return when no daemon runs under ID (at once if none does).\n"
 		"                Without --timeout it waits as long as it takes.\n"
 		"  --timeout SECONDS  give up after this long (0..%d): exit status 1\n"
@@ -318,8 +338,12 @@ static void usage_state(FILE *f)
 		"wrote, or null). A running daemon adds nics (id, name, kind, device, mac,\n"
 		"mtu, up, link_up, addresses, counters), routes, services (spec, socket),\n"
 		"listeners (socket, proto, local, backlog, queued_bytes, service), sockets\n"
-		"(id, proto, family, state, local, remote, rx_queued) and counters (the\n"
-		"stack's). A daemon that is still starting gets the short form.\n"
+		"(id, proto, family, state, local, remote, rx_queued), counters (the\n"
+		"stack's) and memory (null without 'run --memory'; else regions, bytes,\n"
+		"data_bytes (in non-zero pages), loaded, failed, done, loading, rate_mib_s,\n"
+		"elapsed_ms, backend (\"io_uring\", \"threads\" or \"none\"), fallback (why\n"
+		"not io_uring, or null), error (or null) and digest (\"crc64:...\" of the\n"
+		"region once every page is in, else null)). A daemon that is still starting gets the short form.\n"
 		"\n"
 		"  -h, --help  print this help and exit\n",
 		PROG);
@@ -436,6 +460,7 @@ enum run_flag {
 	RUN_MTU,
 	RUN_SERVICE,
 	RUN_DETACH,
+	RUN_MEMORY,
 };
 
 static const struct option run_options[] = {
@@ -446,6 +471,7 @@ static const struct option run_options[] = {
 	{ "mtu", required_argument, NULL, RUN_MTU },
 	{ "service", required_argument, NULL, RUN_SERVICE },
 	{ "detach", no_argument, NULL, RUN_DETACH },
+	{ "memory", required_argument, NULL, RUN_MEMORY },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -463,6 +489,7 @@ struct run_config {
 	struct service_spec *services;	/* room for argc */
 	size_t nservices;
 	bool detach;
+	uint64_t memory;		/* --memory bytes; 0: none */
 };
 
 static void run_config_free(struct run_config *cfg)
@@ -519,6 +546,33 @@ static int gateway_add(struct run_config *cfg, const char *text)
 	return 0;
 }
 
+/* A byte count: digits, then optionally K, M, G or T (powers of 1024). */
+static int size_parse(const char *arg, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	unsigned long long v;
+	const char *u;
+	char *end;
+	int shift = 0;
+
+	if (!arg[0] || arg[0] < '0' || arg[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		u = strchr(units, *end == 'k' ? 'K' : *end);
+		if (!u || !*u || (end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B")))
+			return -EINVAL;
+		shift = 10 * (int)(u - units + 1);
+	}
+	if (v == 0 || v > (1ull << 40) >> shift)
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 static int run_flag(struct run_config *cfg, int c, const char *arg)
 {
 	unsigned long v;
@@ -562,6 +616,14 @@ static int run_flag(struct run_config *cfg, int c, const char *arg)
 		return service_add(cfg, arg);
 	case RUN_DETACH:
 		cfg->detach = true;
+		return 0;
+	case RUN_MEMORY:
+		if (cfg->memory)
+			return fail(EXIT_USAGE, "run", "--memory: given twice");
+		if (size_parse(arg, &cfg->memory) < 0)
+			return fail(EXIT_USAGE, "run",
+				    "--memory: bad size '%s' (want 1..1T bytes, with K, M, G or T)",
+				    arg);
 		return 0;
 	default:
 		return fail(EXIT_USAGE, "run", "internal error: flag %d", c);
@@ -852,6 +914,17 @@ static int run_main(const struct global_opts *g, int argc, char **argv)
 	ret = addresses_add(s, nic, &cfg);
 	if (ret)
 		goto out_stack;
+	if (cfg.memory) {
+		struct ns_region *r;
+
+		ret = ns_memfile_region_create(s, DAEMON_MEMORY_REGION, cfg.memory, &r);
+		if (ret < 0) {
+			ret = fail(EXIT_RUNTIME, "run", "--memory: cannot map %" PRIu64 " bytes: %s",
+				   cfg.memory, strerror(-ret));
+			goto out_stack;
+		}
+		daemon_memory_fill(ns_region_addr(r), ns_region_size(r));
+	}
 	ret = services_start(s, cfg.id, cfg.services, cfg.nservices, &svc, &failed);
 	if (ret < 0) {
 		char text[SERVICE_SPEC_MAX];
@@ -1017,19 +1090,22 @@ enum ckpt_flag {
 	CKPT_IMAGE_PATH = UCHAR_MAX + 1,
 	CKPT_LEAVE_RUNNING,
 	CKPT_COMPRESSION,
+	CKPT_DIRECT,
 };
 
 static const struct option checkpoint_options[] = {
 	{ "image-path", required_argument, NULL, CKPT_IMAGE_PATH },
 	{ "leave-running", no_argument, NULL, CKPT_LEAVE_RUNNING },
 	{ "compression", required_argument, NULL, CKPT_COMPRESSION },
+	{ "direct", no_argument, NULL, CKPT_DIRECT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 struct checkpoint_args {
 	const char *image;
-	bool leave_running;
+	bool leave_running, direct;
+	enum ns_compression compression;
 };
 
 static int checkpoint_flag(void *ctx, int c, const char *arg)
@@ -1046,9 +1122,16 @@ static int checkpoint_flag(void *ctx, int c, const char *arg)
 		a->leave_running = true;
 		return 0;
 	case CKPT_COMPRESSION:
-		if (strcmp(arg, "none") != 0)
+		if (strcmp(arg, "none") == 0)
+			a->compression = NS_COMPRESSION_NONE;
+		else if (strcmp(arg, "zstd") == 0)
+			a->compression = NS_COMPRESSION_ZSTD;
+		else
 			return fail(EXIT_USAGE, "checkpoint",
-				    "--compression: unsupported '%s' (only 'none' for now)", arg);
+				    "--compression: unsupported '%s' (want none or zstd)", arg);
+		return 0;
+	case CKPT_DIRECT:
+		a->direct = true;
 		return 0;
 	default:
 		return no_flags(ctx, c, arg);
@@ -1074,6 +1157,8 @@ static int checkpoint_main(const struct global_opts *g, int argc, char **argv)
 	if (ret)
 		return ret;
 	req.leave_running = a.leave_running;
+	req.compression = a.compression;
+	req.direct = a.direct;
 	signal(SIGPIPE, SIG_IGN);
 
 	/* No time limit: writing a big image takes what it takes. */
@@ -1105,19 +1190,23 @@ enum restore_flag {
 	RESTORE_IMAGE_PATH = UCHAR_MAX + 1,
 	RESTORE_DETACH,
 	RESTORE_FD,
+	RESTORE_BACKGROUND,
+	RESTORE_DIRECT,
 };
 
 static const struct option restore_options[] = {
 	{ "image-path", required_argument, NULL, RESTORE_IMAGE_PATH },
 	{ "detach", no_argument, NULL, RESTORE_DETACH },
 	{ "fd", required_argument, NULL, RESTORE_FD },
+	{ "background", no_argument, NULL, RESTORE_BACKGROUND },
+	{ "direct", no_argument, NULL, RESTORE_DIRECT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 struct restore_args {
 	const char *image;
-	bool detach;
+	bool detach, background, direct;
 	int fd;
 };
 
@@ -1134,6 +1223,12 @@ static int restore_flag(void *ctx, int c, const char *arg)
 		return 0;
 	case RESTORE_DETACH:
 		a->detach = true;
+		return 0;
+	case RESTORE_BACKGROUND:
+		a->background = true;
+		return 0;
+	case RESTORE_DIRECT:
+		a->direct = true;
 		return 0;
 	case RESTORE_FD:
 		if (a->fd >= 0)
@@ -1255,6 +1350,8 @@ static int restore_main(const struct global_opts *g, int argc, char **argv)
 		ro.endpoints = &rep;
 		ro.nendpoints = 1;
 	}
+	ro.background = a.background;
+	ro.direct = a.direct;
 	why[0] = '\0';
 	ret = ns_stack_restore(dir, &ro, &s, why, sizeof(why));
 	if (ret < 0) {
@@ -1380,8 +1477,11 @@ static int wait_restore(const struct global_opts *g, const char *id, long timeou
 			free(rep.body);
 			if (rep.ok && strcmp(rep.msg, "restored") == 0)
 				return 0;
-			last = rep.ok ? "it runs, but was started by 'run', not restored"
-				      : "its daemon refused the request";
+			if (!rep.ok && strncmp(rep.msg, "restored,", 9) == 0)
+				return fail(EXIT_RUNTIME, "wait", "'%s' %s", id, rep.msg);
+			last = !rep.ok ? "its daemon refused the request"
+			       : strcmp(rep.msg, "loading") == 0 ? "its memory is still loading"
+			       : "it runs, but was started by 'run', not restored";
 		} else if (ret == -ESRCH) {
 			last = "it is not running";
 		} else if (ret == -ECONNREFUSED) {

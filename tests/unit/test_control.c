@@ -126,7 +126,9 @@ Test(control_request_parse, refuses_bad_values)
 	refused(REC("checkpoint\0path=/x\0leave-running=\0"), -EINVAL);
 	refused(REC("checkpoint\0path=/x\0leave-running=2\0"), -EINVAL);
 	refused(REC("checkpoint\0path=/x\0leave-running=true\0"), -EINVAL);
-	refused(REC("checkpoint\0path=/x\0compression=zstd\0"), -EINVAL);
+	refused(REC("checkpoint\0path=/x\0compression=lz4\0"), -EINVAL);
+	refused(REC("checkpoint\0path=/x\0direct=yes\0"), -EINVAL);
+	refused(REC("state\0direct=1\0"), -EOPNOTSUPP);
 	refused(REC("checkpoint\0path=/x\0compression=\0"), -EINVAL);
 	refused(REC("wait-checkpoint\0timeout-ms=\0"), -EINVAL);
 	refused(REC("wait-checkpoint\0timeout-ms=-1\0"), -EINVAL);
@@ -266,6 +268,23 @@ Test(control_request_format, exact_bytes_of_a_checkpoint)
 
 	cr_assert_eq(control_request_format(&req, buf, sizeof(buf)), (int)sizeof(want) - 1);
 	cr_expect_eq(memcmp(buf, want, sizeof(want) - 1), 0);
+}
+
+Test(control_request_format, zstd_and_direct_round_trip)
+{
+	static const char want[] = "checkpoint\0path=/i\0leave-running=1\0compression=zstd\0direct=1\0";
+	struct control_request req = { .verb = CONTROL_CHECKPOINT, .path = "/i",
+				       .leave_running = true, .compression = NS_COMPRESSION_ZSTD,
+				       .direct = true }, out;
+	char buf[128];
+
+	cr_assert_eq(control_request_format(&req, buf, sizeof(buf)), (int)sizeof(want) - 1);
+	cr_expect_eq(memcmp(buf, want, sizeof(want) - 1), 0);
+	cr_assert_eq(control_request_parse(buf, sizeof(want) - 1, &out, NULL), 0);
+	cr_expect_eq(out.compression, NS_COMPRESSION_ZSTD);
+	cr_expect(out.direct && out.leave_running);
+	req.compression = 9;
+	cr_expect_eq(control_request_format(&req, buf, sizeof(buf)), -EINVAL);
 }
 
 Test(control_request_format, refuses_what_the_parser_would_refuse)
