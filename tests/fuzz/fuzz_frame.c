@@ -45,6 +45,7 @@
 
 #include "frames.h"
 #include "fuzz.h"
+#include "repair.h"
 #include "internal.h"
 #include "netstack.h"
 #include "tcpip.h"
@@ -67,11 +68,6 @@
 #define FUZZ_BATCH 0x04u
 #define FUZZ_REC_HDR 3u
 
-#define ETH_HLEN 14u
-#define IP6_EXT_HOPOPTS 0u
-#define IP6_EXT_ROUTING 43u
-#define IP6_EXT_FRAGMENT 44u
-#define IP6_EXT_DSTOPTS 60u
 
 static const unsigned advance_ms[16] = {
 	0, 1, 10, 50, 100, 200, 250, 500, 1000, 2000, 3000, 5000, 10000, 30000, 60000, 120000,
@@ -116,35 +112,6 @@ static uint64_t fake_source(void *arg)
 {
 	(void)arg;
 	return fake_ns;
-}
-
-/* Wire fields at any alignment, in network order. */
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return ntohs(v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return ntohl(v);
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	v = htons(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	v = htonl(v);
-	memcpy(p, &v, sizeof(v));
 }
 
 /* ------------------------------------------------------------------ */
@@ -240,124 +207,21 @@ static struct tcp_pcb *pcb_find(uint16_t local, uint16_t remote)
 	return NULL;
 }
 
-struct l4 {
-	uint8_t proto;
-	uint8_t *hdr;		/* NULL: no upper layer to repair */
-	size_t len;		/* bytes from hdr to the end of the IP payload */
-	uint8_t pseudo[40];	/* the pseudo-header, ready to sum */
-	size_t pseudo_len;
-};
-
-/* Find the upper layer of an IPv4 or IPv6 frame. A fragment has none. */
-static void find_l4(uint8_t *f, size_t len, struct l4 *l)
-{
-	uint16_t type;
-
-	memset(l, 0, sizeof(*l));
-	if (len < ETH_HLEN)
-		return;
-	type = get16(f + 12);
-	f += ETH_HLEN;
-	len -= ETH_HLEN;
-	if (type == FRAME_ETH_IPV4 && len >= FRAME_IPV4_HLEN) {
-		size_t ihl = (size_t)(f[0] & 0xf) * 4, tot = get16(f + 2);
-
-		if (ihl < FRAME_IPV4_HLEN || ihl > len || tot < ihl)
-			return;
-		if (tot > len)
-			tot = len;
-		if (get16(f + 6) & 0x3fff)	/* MF or an offset */
-			return;
-		l->proto = f[9];
-		l->hdr = f + ihl;
-		l->len = tot - ihl;
-		memcpy(l->pseudo, f + 12, 8);
-		l->pseudo[9] = l->proto;
-		put16(l->pseudo + 10, (uint16_t)l->len);
-		l->pseudo_len = 12;
-	} else if (type == FRAME_ETH_IPV6 && len >= FRAME_IPV6_HLEN) {
-		size_t plen = get16(f + 4), off = FRAME_IPV6_HLEN;
-		uint8_t nh = f[6];
-
-		if (plen > len - FRAME_IPV6_HLEN)
-			plen = len - FRAME_IPV6_HLEN;
-		while (nh == IP6_EXT_HOPOPTS || nh == IP6_EXT_ROUTING || nh == IP6_EXT_DSTOPTS) {
-			size_t ext;
-
-			if (off + 2 > FRAME_IPV6_HLEN + plen)
-				return;
-			ext = ((size_t)f[off + 1] + 1) * 8;
-			nh = f[off];
-			off += ext;
-		}
-		if (nh == IP6_EXT_FRAGMENT || off > FRAME_IPV6_HLEN + plen)
-			return;
-		l->proto = nh;
-		l->hdr = f + off;
-		l->len = FRAME_IPV6_HLEN + plen - off;
-		memcpy(l->pseudo, f + 8, 32);
-		put32(l->pseudo + 32, (uint32_t)l->len);
-		l->pseudo[39] = nh;
-		l->pseudo_len = 40;
-	}
-}
-
 /* Sequence and acknowledgement numbers as offsets from what the
  * connection with the segment's ports expects. */
-static void rebase(const struct l4 *l)
+static void rebase(const struct repair_l4 *l)
 {
 	struct tcp_pcb *pcb;
 
 	if (!l->hdr || l->proto != IPPROTO_TCP || l->len < FRAME_TCP_HLEN)
 		return;
 	ns_lock(stack);
-	pcb = pcb_find(get16(l->hdr + 2), get16(l->hdr));
+	pcb = pcb_find(repair_get16(l->hdr + 2), repair_get16(l->hdr));
 	if (pcb) {
-		put32(l->hdr + 4, get32(l->hdr + 4) + pcb->rcv_nxt);
-		put32(l->hdr + 8, get32(l->hdr + 8) + pcb->snd_nxt);
+		repair_put32(l->hdr + 4, repair_get32(l->hdr + 4) + pcb->rcv_nxt);
+		repair_put32(l->hdr + 8, repair_get32(l->hdr + 8) + pcb->snd_nxt);
 	}
 	ns_unlock(stack);
-}
-
-static void fix_csums(uint8_t *f, size_t len, const struct l4 *l)
-{
-	size_t off;
-	uint16_t c;
-
-	if (len >= ETH_HLEN + FRAME_IPV4_HLEN && get16(f + 12) == FRAME_ETH_IPV4) {
-		size_t ihl = (size_t)(f[ETH_HLEN] & 0xf) * 4;
-
-		if (ihl >= FRAME_IPV4_HLEN && ETH_HLEN + ihl <= len) {
-			put16(f + ETH_HLEN + 10, 0);
-			put16(f + ETH_HLEN + 10, frame_csum(f + ETH_HLEN, ihl, 0));
-		}
-	}
-	if (!l->hdr)
-		return;
-	switch (l->proto) {
-	case IPPROTO_TCP:
-		off = 16;
-		break;
-	case IPPROTO_UDP:
-		off = 6;
-		break;
-	case IPPROTO_ICMP:
-	case IPPROTO_ICMPV6:
-		off = 2;
-		break;
-	default:
-		return;
-	}
-	if (l->len < off + 2)
-		return;
-	put16(l->hdr + off, 0);
-	if (l->proto == IPPROTO_ICMP)
-		c = frame_csum(l->hdr, l->len, 0);
-	else
-		c = frame_csum(l->hdr, l->len, (uint16_t)~frame_csum(l->pseudo, l->pseudo_len, 0));
-	if (l->proto == IPPROTO_UDP && c == 0)
-		c = 0xffff;
-	put16(l->hdr + off, c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -546,8 +410,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	reset_state();
 	while (size >= FUZZ_REC_HDR) {
 		uint8_t ctl = data[0];
-		size_t len = get16(data + 1);
-		struct l4 l;
+		size_t len = repair_get16(data + 1);
+		struct repair_l4 l;
 
 		data += FUZZ_REC_HDR;
 		size -= FUZZ_REC_HDR;
@@ -558,11 +422,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= len;
 		if (trace)
 			fprintf(stderr, " in: ctl 0x%02x, %zu bytes\n", ctl, len);
-		find_l4(frame_buf, len, &l);
+		repair_find_l4(frame_buf, len, &l);
 		if (ctl & FUZZ_REBASE)
 			rebase(&l);
 		if (ctl & FUZZ_CSUM)
-			fix_csums(frame_buf, len, &l);
+			repair_csums(frame_buf, len, &l);
 		inject(frame_buf, len);
 		if (!(ctl & FUZZ_BATCH) || size < FUZZ_REC_HDR)
 			run();
