@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@
 #define MAX_READ	(16u << 20)
 #define MAX_IOV		64
 #define WAKE_TAG	UINT64_MAX
+#define URING_LOADERS	2
+#define LOADER_NICE	10
 
 static int uring_setup_default(unsigned entries, struct io_uring *ring)
 {
@@ -61,6 +64,18 @@ static void wake(int fd)
 
 	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0)
 		return;
+}
+
+/*
+ * A background restore serves while pages load: its loaders run at a lower
+ * priority so that the dispatcher and the embedder's threads get a CPU at
+ * once when a request comes in (on 2 CPUs, two busy loaders would otherwise
+ * hold both). Foreground loading has nothing to yield to.
+ */
+static void loader_priority(const struct ns_memfile *mf)
+{
+	if (mf->background)
+		setpriority(PRIO_PROCESS, (id_t)gettid(), LOADER_NICE);
 }
 
 static uint64_t align_up(uint64_t v)
@@ -235,6 +250,7 @@ static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 		mf->end_ns = mf_now_ns();
 		mf->loading = false;
 		pthread_cond_broadcast(&mf->work_cond);
+		wake(mf->wakefd);	/* the other io_uring loaders end too */
 	}
 	pthread_cond_broadcast(&mf->done_cond);
 	pthread_mutex_unlock(&mf->mu);
@@ -272,13 +288,13 @@ struct uring_loader {
 	struct ns_memfile *mf;
 	struct io_uring ring;
 	struct read_req *reqs;
-	unsigned *free_slots, nfree;
+	unsigned nslots, *free_slots, nfree;
 };
 
 static void uring_free(struct uring_loader *u)
 {
 	if (u->reqs)
-		for (unsigned i = 0; i < u->mf->qd; i++)
+		for (unsigned i = 0; i < u->nslots; i++)
 			free(u->reqs[i].bounce);
 	free(u->reqs);
 	free(u->free_slots);
@@ -294,6 +310,7 @@ static void *uring_main(void *arg)
 	bool wake_armed = false, broken = false;
 	size_t first, n;
 
+	loader_priority(mf);
 	for (;;) {
 		unsigned head, seen = 0;
 		bool finished;
@@ -321,7 +338,8 @@ static void *uring_main(void *arg)
 		if ((mf->stop || broken) && mf->remaining)
 			abandon(mf, mf->stop ? "loading was cancelled"
 					     : "io_uring stopped working; loading abandoned");
-		finished = (mf->remaining == 0 || mf->stop || broken) && mf->inflight == 0;
+		/* Our own reads: another loader's may still be in flight. */
+		finished = (mf->remaining == 0 || mf->stop || broken) && u->nfree == u->nslots;
 		pthread_mutex_unlock(&mf->mu);
 		if (finished)
 			break;
@@ -336,8 +354,13 @@ static void *uring_main(void *arg)
 				uint64_t v;
 
 				wake_armed = false;
-				if (read(mf->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				/* Once loading is over (or stopped) the counter stays
+				 * set, so every loader's poll sees it, whenever armed. */
+				pthread_mutex_lock(&mf->mu);
+				if (!mf->stop && mf->remaining &&
+				    read(mf->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					broken = true;
+				pthread_mutex_unlock(&mf->mu);
 				continue;
 			}
 			finish(mf, &u->reqs[tag], cqe->res);
@@ -350,7 +373,8 @@ static void *uring_main(void *arg)
 	return NULL;
 }
 
-static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
+/* One io_uring loader thread with @nslots reads in flight. */
+static int uring_one(struct ns_memfile *mf, unsigned nslots, char *why, size_t whylen)
 {
 	struct uring_loader *u = calloc(1, sizeof(*u));
 	int rc;
@@ -358,16 +382,16 @@ static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
 	if (!u)
 		return -ENOMEM;
 	u->mf = mf;
-	rc = mf_uring_setup(mf->qd + 1, &u->ring);
+	rc = mf_uring_setup(nslots + 1, &u->ring);
 	if (rc < 0) {
 		free(u);
 		return ckpt_fail(why, whylen, rc, "io_uring_queue_init: %s", strerror(-rc));
 	}
-	u->reqs = calloc(mf->qd, sizeof(*u->reqs));
-	u->free_slots = calloc(mf->qd, sizeof(*u->free_slots));
-	mf->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	rc = !u->reqs || !u->free_slots ? -ENOMEM : mf->wakefd < 0 ? -errno : 0;
-	for (unsigned i = 0; !rc && i < mf->qd; i++) {
+	u->nslots = nslots;
+	u->reqs = calloc(nslots, sizeof(*u->reqs));
+	u->free_slots = calloc(nslots, sizeof(*u->free_slots));
+	rc = !u->reqs || !u->free_slots ? -ENOMEM : 0;
+	for (unsigned i = 0; !rc && i < nslots; i++) {
 		u->free_slots[u->nfree++] = i;
 		if (mf->compression == NS_COMPRESSION_ZSTD &&
 		    posix_memalign((void **)&u->reqs[i].bounce, CKPT_PAGE,
@@ -375,14 +399,47 @@ static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
 			rc = -ENOMEM;
 	}
 	if (!rc)
-		rc = -pthread_create(&mf->threads[0], NULL, uring_main, u);
+		rc = -pthread_create(&mf->threads[mf->nthreads], NULL, uring_main, u);
 	if (rc) {
 		io_uring_queue_exit(&u->ring);
 		uring_free(u);
 		return ckpt_fail(why, whylen, rc, "cannot start the io_uring loader: %s",
 				 strerror(-rc));
 	}
-	mf->nthreads = 1;
+	mf->nthreads++;
+	return 0;
+}
+
+/*
+ * One loader per CPU, up to URING_LOADERS, sharing the queue depth. With
+ * the file in the page cache a read is a copy done inline by the thread
+ * that submits it (plus the faults of fresh memory, plus the CRC check):
+ * one thread is CPU-bound at about 2 GB/s here, so a second one on the
+ * second CPU is what brings the rate towards the copy's.
+ */
+static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = ncpu > URING_LOADERS ? URING_LOADERS : ncpu > 0 ? (unsigned)ncpu : 1;
+	int rc;
+
+	if (mf->loaders)
+		n = mf->loaders < MAX_THREADS ? mf->loaders : MAX_THREADS;
+	if (n > mf->qd)
+		n = mf->qd;
+	mf->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (mf->wakefd < 0)
+		return ckpt_fail(why, whylen, -errno, "eventfd: %s", strerror(errno));
+	for (unsigned i = 0; i < n; i++) {
+		rc = uring_one(mf, mf->qd / n + (i < mf->qd % n), why, whylen);
+		if (rc && i == 0) {
+			close(mf->wakefd);
+			mf->wakefd = -1;
+			return rc;
+		}
+		if (rc)
+			break;	/* fewer loaders, still working */
+	}
 	mf->backend = "io_uring";
 	return 0;
 }
@@ -397,6 +454,7 @@ static void *pool_main(void *arg)
 	struct read_req rq = { 0 };
 	size_t first, n;
 
+	loader_priority(mf);
 	if (mf->compression == NS_COMPRESSION_ZSTD &&
 	    posix_memalign((void **)&rq.bounce, CKPT_PAGE,
 			   align_up(ZSTD_compressBound(CKPT_CHUNK_MAX))))

@@ -502,7 +502,7 @@ struct mf_restore {
 	int fd;
 	bool background, direct;
 	enum ns_memfile_backend backend;
-	unsigned qd;
+	unsigned qd, loaders;
 	size_t read_max;
 };
 
@@ -603,6 +603,7 @@ int mf_restore_prepare(const char *dir, const struct ns_state *st,
 	r->direct = opts->direct;
 	r->backend = opts->backend;
 	r->qd = opts->queue_depth;
+	r->loaders = opts->loaders;
 	r->read_max = (size_t)opts->read_kib << 10;
 	*rp = r;
 	return 0;
@@ -643,9 +644,11 @@ int mf_restore_attach(struct ns_stack *s, struct mf_restore *r, char *why, size_
 		r->ix.chunks = NULL;
 		mf->compression = r->ix.compression;
 		mf->direct = r->direct;
+		mf->background = r->background;
 		mf->fd = r->fd;
 		r->fd = -1;
 		mf->qd = r->qd;
+		mf->loaders = r->loaders;
 		mf->read_max = r->read_max;
 	}
 	pthread_mutex_unlock(&mf->mu);

@@ -134,6 +134,7 @@ struct ns_memfile {
 	size_t nchunks;
 	enum ns_compression compression;
 	bool direct;
+	bool background;	/* loaders yield the CPU to serving (nice) */
 	int fd;			/* pages.img, or -1 */
 	bool loading, stop;
 	size_t remaining;	/* chunks not yet done or failed */
@@ -141,6 +142,7 @@ struct ns_memfile {
 	size_t *prio, nprio;	/* awaited chunks, a stack: the top goes first */
 	unsigned inflight;
 	unsigned qd;		/* reads in flight (io_uring) or threads */
+	unsigned loaders;	/* io_uring loader threads; 0: the default */
 	size_t read_max;	/* bytes in one read */
 	uint64_t data_bytes, loaded_bytes, failed_bytes;
 	uint64_t start_ns, end_ns;

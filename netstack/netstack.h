@@ -270,6 +270,7 @@ struct ns_restore_opts {
 	enum ns_memfile_backend backend;
 	unsigned read_kib;	/* largest read, KiB; 0: 256 */
 	unsigned queue_depth;	/* reads in flight (threads in the pool); 0: 64 (8) */
+	unsigned loaders;	/* io_uring loader threads; 0: one per CPU, at most 2 */
 };
 
 /**

@@ -34,6 +34,10 @@ static const struct scenario scenarios[] = {
 	  "checkpoint time and restore-to-first-response time with 1, 1,000\n"
 	  "and 10,000 TCP listeners, each step in a fresh process",
 	  bench_checkpoint_main },
+	{ "restore", "[--json] [--quick] [--sizes MiB,...]",
+	  "restore with 64 MiB, 1 GiB and 4 GiB of memory: first HTTP response,\n"
+	  "foreground vs --background, io_uring vs threads, load rate vs fio",
+	  bench_restore_main },
 };
 
 #define SCENARIO_COUNT (sizeof(scenarios) / sizeof(scenarios[0]))

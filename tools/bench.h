@@ -32,5 +32,6 @@ FILE *bench_table_file(bool json);
 /* The scenarios, one file each. */
 int bench_timers_main(int argc, char **argv);	/* bench_timers.c */
 int bench_checkpoint_main(int argc, char **argv);	/* bench_checkpoint.c */
+int bench_restore_main(int argc, char **argv);	/* bench_restore.c */
 
 #endif /* NETSTACK_BENCH_H */

@@ -2063,33 +2063,6 @@ static void state_counters(struct daemon *d, struct sbuf *b)
 		  st.udp_rcvbuf_drops);
 }
 
-void daemon_memory_fill(void *addr, size_t size)
-{
-	const size_t page = 4096;
-	uint64_t x = 0x9e3779b97f4a7c15ull, run = 0;
-	uint8_t *p = addr;
-	bool data = false;
-
-	for (size_t off = 0; off + page <= size; off += page) {
-		if (run == 0) {
-			data = !data;
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			run = 1 + x % 64;
-		}
-		run--;
-		if (!data)
-			continue;
-		for (size_t i = 0; i < page; i += 8) {
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			memcpy(p + off + i, &x, 8);
-		}
-	}
-}
-
 /* The digest of the memory region once it is all in (computed once: the
  * daemon never writes the region after filling it). */
 static bool memory_digest(struct daemon *d, const struct ns_memfile_progress *p, char *out,

@@ -389,17 +389,6 @@ void daemon_log(void *arg, int level, const char *msg);
 /* The memory region of 'run --memory' (and of its restores). */
 #define DAEMON_MEMORY_REGION "memory"
 
-/**
- * daemon_memory_fill() - the test pattern of 'run --memory'
- * @addr: the region's memory
- * @size: its size, a page multiple
- *
- * Deterministic: runs of 1..64 pages, alternately data (a xorshift stream)
- * and zero, so about half the pages are zero and a restore can be checked
- * against the digest taken before the checkpoint.
- */
-void daemon_memory_fill(void *addr, size_t size);
-
 /* What a daemon serves. */
 struct daemon_stack {
 	struct ns_stack *stack;

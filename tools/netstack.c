@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "memfill.h"
 #include "netstack.h"
 #include "services.h"
 
@@ -923,7 +924,7 @@ static int run_main(const struct global_opts *g, int argc, char **argv)
 				   cfg.memory, strerror(-ret));
 			goto out_stack;
 		}
-		daemon_memory_fill(ns_region_addr(r), ns_region_size(r));
+		memfill_pattern(ns_region_addr(r), ns_region_size(r));
 	}
 	ret = services_start(s, cfg.id, cfg.services, cfg.nservices, &svc, &failed);
 	if (ret < 0) {

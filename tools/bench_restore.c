@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_restore.c - the `restore` scenario of netstack-bench: restores of a
+ * stack with 64 MiB, 1 GiB and 4 GiB of memory (the `run --memory` pattern,
+ * about half zero pages), foreground and --background, on io_uring and on
+ * the thread pool, from the page cache and with O_DIRECT; and fio reading
+ * the same pages.img the same way, as the reference rate.
+ *
+ * Each checkpoint and each restore runs in a fresh child process (restore
+ * needs one). The stack sits on an in-memory channel NIC; the peer, played
+ * with the test frame toolkit, connects right after ns_stack_restore()
+ * returns and sends an HTTP GET, which a thread of the restored process
+ * answers on the restored listener through the public socket API.
+ * "First response" is restore start to that HTTP response's arrival. The
+ * load rate is the memory file's data bytes over the loader's elapsed time
+ * (ns_memfile_progress()); fio's is its read bandwidth on the same file:
+ * page cache: the file read once before, --invalidate=0 --mem=mmap; direct:
+ * --direct=1 (cold by construction). Both use 256 KiB reads, 64 in flight.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "frames.h"
+#include "memfill.h"
+#include "netstack.h"
+
+#define SCENARIO "restore"
+#define HTTP_PORT 80
+#define FIRST_RESPONSE_TARGET_MS 5.0
+#define RATE_TARGET 0.9
+#define READ_KIB 256
+#define QUEUE_DEPTH 64
+
+static const uint8_t stack_mac[6] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
+static const uint8_t peer_mac[6] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01 };
+static const char http_reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+
+struct mode {
+	const char *name;
+	bool background, direct;
+	enum ns_memfile_backend backend;
+	unsigned loaders;	/* io_uring loader threads; 0: the default */
+};
+
+static const struct mode modes[] = {
+	{ "fg io_uring", false, false, NS_MEMFILE_IO_URING, 0 },
+	{ "fg io_uring 1 thr", false, false, NS_MEMFILE_IO_URING, 1 },
+	{ "fg threads", false, false, NS_MEMFILE_THREADS, 0 },
+	{ "bg io_uring", true, false, NS_MEMFILE_IO_URING, 0 },
+	{ "bg threads", true, false, NS_MEMFILE_THREADS, 0 },
+	{ "fg io_uring direct", false, true, NS_MEMFILE_IO_URING, 0 },
+	{ "fg threads direct", false, true, NS_MEMFILE_THREADS, 0 },
+};
+#define NMODES (sizeof(modes) / sizeof(modes[0]))
+
+struct result {
+	double restore_ms;		/* ns_stack_restore() */
+	double first_response_ms;	/* restore start to the HTTP response */
+	double load_ms;			/* the loader's elapsed time */
+	uint64_t data_bytes;
+	int ok;
+};
+
+/* The children's stacks say nothing: their log lines would cut the table. */
+static void quiet(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	(void)msg;
+}
+
+static const struct ns_stack_config quiet_cfg = { .log = quiet };
+
+static double ms_since(uint64_t t0)
+{
+	return (double)(bench_now_ns() - t0) / 1e6;
+}
+
+static int checkpoint_child(const char *dir, uint64_t size)
+{
+	struct ns_nic_config cfg = { .name = "eth0" };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(HTTP_PORT) };
+	struct ns_endpoint *ep;
+	struct ns_region *r;
+	struct ns_stack *s;
+	struct ns_prefix p;
+	int nic, l;
+
+	memcpy(cfg.mac, stack_mac, 6);
+	if (ns_stack_new(&quiet_cfg, &s) || ns_endpoint_channel_new(&ep))
+		return -1;
+	nic = ns_nic_add(s, &cfg, ep);
+	ns_prefix_parse("198.51.100.2/24", &p);
+	if (nic < 0 || ns_addr_add(s, nic, &p))
+		return -1;
+	l = ns_socket(s, AF_INET, SOCK_STREAM, 0);
+	if (l != 0 || ns_bind(s, l, (struct sockaddr *)&a, sizeof(a)) || ns_listen(s, l, 16))
+		return -1;
+	if (ns_memfile_region_create(s, "memory", size, &r))
+		return -1;
+	memfill_pattern(ns_region_addr(r), ns_region_size(r));
+	return ns_stack_start(s) || ns_stack_checkpoint(s, dir, NULL) ? -1 : 0;
+}
+
+/* The embedder's side: answer one HTTP request on the restored listener. */
+static void *http_thread(void *arg)
+{
+	struct ns_stack *s = arg;
+	char req[512];
+	int c = ns_accept(s, 0, NULL, NULL, 0);
+
+	if (c < 0)
+		return NULL;
+	if (ns_recv(s, c, req, sizeof(req), 0) > 0)
+		ns_send(s, c, http_reply, sizeof(http_reply) - 1, 0);
+	return NULL;
+}
+
+static int inject(struct ns_endpoint *ep, const uint8_t *buf, ssize_t n)
+{
+	return n > 0 ? ns_channel_inject(ep, buf, (size_t)n) : -1;
+}
+
+/* Connect, send a GET, wait for the response's bytes. */
+static int http_exchange(struct ns_endpoint *ep)
+{
+	static const uint8_t opts[] = { 2, 4, 0x05, 0xb4 };
+	static const char get[] = "GET / HTTP/1.1\r\nHost: b\r\n\r\n";
+	struct frame_path path;
+	struct tcp_peer peer;
+	struct frame_parsed fp;
+	uint8_t buf[2048];
+	bool sent_get = false;
+	ssize_t n;
+
+	frame_path_init(&path, peer_mac, "198.51.100.1", stack_mac, "198.51.100.2");
+	if (inject(ep, buf, frame_arp(buf, sizeof(buf), &path, FRAME_ARP_REQUEST)))
+		return -1;
+	tcp_peer_init(&peer, &path, 40000, HTTP_PORT, 1000);
+	if (inject(ep, buf, tcp_peer_syn(&peer, buf, sizeof(buf), opts, sizeof(opts))))
+		return -1;
+	for (long i = 0; i < 20000000; i++) {	/* bounded: seconds at most */
+		n = ns_channel_read(ep, buf, sizeof(buf));
+		if (n == -EAGAIN) {
+			if (i > 1000)
+				usleep(5);
+			continue;
+		}
+		if (n <= 0 || frame_parse(buf, (size_t)n, &fp) || fp.proto != IPPROTO_TCP)
+			continue;
+		tcp_peer_absorb(&peer, &fp);
+		if (!sent_get && (fp.tcp_flags & 0x12) == 0x12) {
+			if (inject(ep, buf, tcp_peer_data(&peer, buf, sizeof(buf), get, sizeof(get) - 1)))
+				return -1;
+			sent_get = true;
+		} else if (sent_get && fp.payload_len >= 12 &&
+			   memcmp(fp.payload, "HTTP/1.1 200", 12) == 0) {
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int restore_child(const char *dir, const struct mode *m, struct result *r)
+{
+	struct ns_restore_endpoint re = { .nic_name = "eth0" };
+	struct ns_restore_opts opts = { .config = &quiet_cfg, .endpoints = &re, .nendpoints = 1,
+					.start = true,
+					.background = m->background, .direct = m->direct,
+					.backend = m->backend, .read_kib = READ_KIB,
+					.loaders = m->loaders,
+					.queue_depth = m->backend == NS_MEMFILE_THREADS ? 0 : QUEUE_DEPTH };
+	struct ns_memfile_progress p;
+	struct ns_stack *s;
+	pthread_t th;
+	char why[256];
+	uint64_t t0;
+
+	if (ns_endpoint_channel_new(&re.ep))
+		return -1;
+	t0 = bench_now_ns();
+	if (ns_stack_restore(dir, &opts, &s, why, sizeof(why))) {
+		fprintf(stderr, "%s: restore: %s\n", BENCH_PROG, why);
+		return -1;
+	}
+	r->restore_ms = ms_since(t0);
+	if (pthread_create(&th, NULL, http_thread, s) || http_exchange(re.ep))
+		return -1;
+	r->first_response_ms = ms_since(t0);
+	pthread_join(th, NULL);
+	if (ns_memfile_wait(s, 600000) || ns_memfile_progress(s, &p))
+		return -1;
+	r->load_ms = (double)p.elapsed_ns / 1e6;
+	r->data_bytes = p.data_bytes;
+	return 0;
+}
+
+/* Run @fn in a fresh process; its result comes back through a pipe. */
+static int in_child(const char *dir, uint64_t size, const struct mode *m, struct result *r)
+{
+	int fds[2], status;
+	pid_t pid;
+
+	if (pipe(fds))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		struct result mine = { 0 };
+
+		close(fds[0]);
+		mine.ok = (m ? restore_child(dir, m, &mine) : checkpoint_child(dir, size)) == 0;
+		_exit(write(fds[1], &mine, sizeof(mine)) == sizeof(mine) && mine.ok ? 0 : 1);
+	}
+	close(fds[1]);
+	if (read(fds[0], r, sizeof(*r)) != sizeof(*r))
+		r->ok = 0;
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	return r->ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* fio's sequential read rate of @file, bytes per second; 0 on failure. */
+static double fio_rate(const char *file, bool direct)
+{
+	char cmd[1024], line[4096];
+	double bw = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "fio --name=seq --filename='%s' --rw=read --bs=%uk --ioengine=io_uring "
+		 "--iodepth=%u %s --output-format=terse --terse-version=3 2>/dev/null",
+		 file, READ_KIB, QUEUE_DEPTH,
+		 direct ? "--direct=1" : "--invalidate=0 --mem=mmap");
+	f = popen(cmd, "r");
+	if (!f)
+		return 0;
+	/* terse v3: field 7 is the read bandwidth in KiB/s. */
+	if (fgets(line, sizeof(line), f)) {
+		char *tok = strtok(line, ";");
+
+		for (int i = 1; tok && i < 7; i++)
+			tok = strtok(NULL, ";");
+		if (tok)
+			bw = atof(tok) * 1024.0;
+	}
+	pclose(f);
+	return bw;
+}
+
+static void warm(const char *file)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "cat '%s' > /dev/null", file);
+	if (system(cmd)) {
+	}
+}
+
+static int usage(int code)
+{
+	printf("Usage: %s %s [--json] [--quick] [--sizes MiB,...]\n"
+	       "  --quick        64 MiB only\n"
+	       "  --sizes LIST   memory sizes in MiB (default 64,1024,4096)\n",
+	       BENCH_PROG, SCENARIO);
+	return code;
+}
+
+int bench_restore_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "sizes", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	uint64_t sizes[8] = { 64, 1024, 4096 };
+	size_t nsizes = 3;
+	char root[] = "/var/tmp/netstack-bench-restore-XXXXXX", dir[128], file[160], cmd[160];
+	double worst_first = 0, worst_ratio = 1e9;
+	bool json = false;
+	FILE *table;
+	int c, rc = BENCH_EXIT_OK;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 'q': sizes[0] = 64; nsizes = 1; break;
+		case 's': {
+			char *p = optarg, *end;
+
+			for (nsizes = 0; *p && nsizes < 8; nsizes++) {
+				sizes[nsizes] = strtoull(p, &end, 10);
+				if (end == p || sizes[nsizes] == 0 || sizes[nsizes] > (1u << 20))
+					return bench_fail(BENCH_EXIT_USAGE, SCENARIO, "--sizes: bad list '%s'", optarg);
+				p = *end == ',' ? end + 1 : end;
+				if (*end && *end != ',')
+					return bench_fail(BENCH_EXIT_USAGE, SCENARIO, "--sizes: bad list '%s'", optarg);
+			}
+			break;
+		}
+		case 'h':
+			return usage(BENCH_EXIT_OK);
+		default:
+			return bench_fail(BENCH_EXIT_USAGE, SCENARIO, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bench_fail(BENCH_EXIT_USAGE, SCENARIO, "unexpected argument '%s'", argv[optind]);
+	/* /var/tmp: on disk (O_DIRECT needs a real file system), not tmpfs. */
+	if (!mkdtemp(root))
+		return bench_fail(BENCH_EXIT_RUNTIME, SCENARIO, "mkdtemp: %s", strerror(errno));
+	table = bench_table_file(json);
+	fprintf(table, "restore: channel NIC, one HTTP listener, N MiB of memory (about half zero\n"
+		"pages); each step in a fresh process; %u KiB reads, %u in flight (io_uring),\n"
+		"8 threads (pool); fio reads the same pages.img the same way\n\n",
+		READ_KIB, QUEUE_DEPTH);
+	fprintf(table, "%8s %-19s %10s %10s %9s %9s %9s %6s\n", "MiB", "mode", "restore ms",
+		"1st HTTP", "load ms", "MiB/s", "fio MiB/s", "ratio");
+	for (size_t i = 0; i < nsizes && rc == BENCH_EXIT_OK; i++) {
+		struct result ck = { 0 };
+		double fio[2];
+
+		snprintf(dir, sizeof(dir), "%s/img-%llu", root, (unsigned long long)sizes[i]);
+		snprintf(file, sizeof(file), "%s/pages.img", dir);
+		if (in_child(dir, sizes[i] << 20, NULL, &ck)) {
+			rc = bench_fail(BENCH_EXIT_RUNTIME, SCENARIO, "%llu MiB: checkpoint failed",
+					(unsigned long long)sizes[i]);
+			break;
+		}
+		warm(file);
+		fio[0] = fio_rate(file, false);
+		fio[1] = fio_rate(file, true);
+		for (size_t k = 0; k < NMODES; k++) {
+			const struct mode *m = &modes[k];
+			struct result r = { 0 };
+			double rate, ref = fio[m->direct];
+
+			if (!m->direct)
+				warm(file);
+			if (in_child(dir, 0, m, &r)) {
+				rc = bench_fail(BENCH_EXIT_RUNTIME, SCENARIO, "%llu MiB %s: restore failed",
+						(unsigned long long)sizes[i], m->name);
+				break;
+			}
+			rate = r.load_ms > 0 ? (double)r.data_bytes / (r.load_ms / 1e3) : 0;
+			fprintf(table, "%8llu %-19s %10.2f %10.2f %9.1f %9.0f %9.0f %6.2f\n",
+				(unsigned long long)sizes[i], m->name, r.restore_ms,
+				r.first_response_ms, r.load_ms, rate / (1 << 20), ref / (1 << 20),
+				ref > 0 ? rate / ref : 0);
+			if (json)
+				printf("{\"scenario\":\"restore\",\"memory_mib\":%llu,\"mode\":\"%s\","
+				       "\"background\":%s,\"direct\":%s,\"backend\":\"%s\","
+				       "\"restore_ms\":%.3f,\"first_response_ms\":%.3f,\"load_ms\":%.3f,"
+				       "\"data_bytes\":%llu,\"load_mib_s\":%.1f,\"fio_mib_s\":%.1f,"
+				       "\"ratio_to_fio\":%.3f}\n",
+				       (unsigned long long)sizes[i], m->name,
+				       m->background ? "true" : "false", m->direct ? "true" : "false",
+				       m->backend == NS_MEMFILE_THREADS ? "threads" : "io_uring",
+				       r.restore_ms, r.first_response_ms, r.load_ms,
+				       (unsigned long long)r.data_bytes, rate / (1 << 20),
+				       ref / (1 << 20), ref > 0 ? rate / ref : 0);
+			if (m->background && r.first_response_ms > worst_first)
+				worst_first = r.first_response_ms;
+			if (m->backend == NS_MEMFILE_IO_URING && ref > 0 && rate / ref < worst_ratio)
+				worst_ratio = rate / ref;
+		}
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd)) {
+		}
+	}
+	if (rc == BENCH_EXIT_OK) {
+		fprintf(table, "\n%s  --background restore to first HTTP response: worst %.2f ms "
+			"(target < %.0f ms at any size)\n",
+			worst_first < FIRST_RESPONSE_TARGET_MS ? "PASS" : "MISS", worst_first,
+			FIRST_RESPONSE_TARGET_MS);
+		fprintf(table, "%s  io_uring load rate vs fio on the same file and mode: worst "
+			"%.2fx (target >= %.2fx)\n",
+			worst_ratio >= RATE_TARGET ? "PASS" : "MISS", worst_ratio, RATE_TARGET);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	if (system(cmd)) {
+	}
+	return rc;
+}
