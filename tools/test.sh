@@ -6,6 +6,12 @@
 # through ctest. Integration tests need root and /dev/net/tun; without them
 # they are reported as skipped, not passed.
 #
+# Then each fuzz target runs for FUZZ_SECONDS (default 60) under libFuzzer
+# (tools/fuzz.sh; ctest already replayed the committed corpus in both
+# builds). With MEMCHECK=1 the unit tests also run under valgrind
+# (tools/memcheck.sh; about 12 minutes on a 2-core machine, so not by
+# default).
+#
 # Usage: tools/test.sh [ctest args...]   e.g. tools/test.sh -L unit
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +31,11 @@ cmake --build build-clang -j"$jobs"
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNETSTACK_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
-cd build-asan
-ctest --output-on-failure --timeout 300 "$@"
+(cd build-asan && ctest --output-on-failure --timeout 300 "$@")
+
+# Bounded fuzzing of every target: new inputs stay in a scratch directory.
+bash tools/fuzz.sh "${FUZZ_SECONDS:-60}"
+
+if [ "${MEMCHECK:-0}" = 1 ]; then
+	bash tools/memcheck.sh build
+fi
