@@ -31,7 +31,7 @@
 #include "memfile.h"
 
 #define DEFAULT_QD	64u
-#define DEFAULT_THREADS	8u
+#define DEFAULT_THREADS	4u	/* 2 CPUs here: more only compete with serving */
 #define MAX_QD		1024u
 #define MAX_THREADS	64u
 #define DEFAULT_READ	(256u << 10)

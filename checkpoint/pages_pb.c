@@ -26,7 +26,6 @@
 
 typedef Netstack__V1__PagesIndex pb_index;
 typedef Netstack__V1__PageRegion pb_region;
-typedef Netstack__V1__PageChunk pb_chunk;
 
 static const struct ckpt_frame_kind pages_kind = {
 	.magic = CKPT_PAGES_MAGIC, .what = "pages index", .max_size = CKPT_PAGES_META_MAX,
@@ -54,43 +53,45 @@ static bool aligned(uint64_t v)
 	return (v & (CKPT_PAGE - 1)) == 0;
 }
 
-/* One chunk of region @ri; @fend is where the previous chunk's file bytes
- * ended, @rend where the previous chunk of this region ended. */
-static int check_chunk(const pb_index *m, unsigned ri, size_t ci, const pb_chunk *c,
+/* A chunk, as the columns of its region hold it. */
+struct chunk_view {
+	uint64_t offset, length, file_offset, file_length;
+};
+
+/* Chunk @ci of region @ri; @fend is where the previous chunk's file bytes
+ * ended, @rend where the previous chunk of this region ended. The reason
+ * is only formatted on failure: this runs once per chunk on the restore's
+ * critical path. */
+static int check_chunk(const pb_index *m, unsigned ri, size_t ci, const struct chunk_view *c,
 		       uint64_t size, uint64_t *rend, uint64_t *fend, char *why, size_t whylen)
 {
-	char what[64];
-	int rc;
+	unsigned long long off = c->offset, len = c->length, foff = c->file_offset,
+			   flen = c->file_length;
 
-	snprintf(what, sizeof(what), "region %u chunk %zu", ri, ci);
-	if ((rc = unknown(&c->base, what, why, whylen)))
-		return rc;
-	if (!aligned(c->offset) || !aligned(c->length) || c->length == 0 ||
-	    c->length > m->chunk_size)
+	if (!aligned(off) || !aligned(len) || len == 0 || len > m->chunk_size)
 		return ckpt_fail(why, whylen, -EPROTO,
-				 "%s: offset %llu, length %llu: want page-aligned, 1..%u bytes",
-				 what, (unsigned long long)c->offset,
-				 (unsigned long long)c->length, m->chunk_size);
-	if (c->offset < *rend || c->offset > size || size - c->offset < c->length)
+				 "region %u chunk %zu: offset %llu, length %llu: want page-aligned, "
+				 "1..%u bytes", ri, ci, off, len, m->chunk_size);
+	if (off < *rend || off > size || size - off < len)
 		return ckpt_fail(why, whylen, -EPROTO,
-				 "%s: bytes %llu..%llu overlap the chunk before or leave the region",
-				 what, (unsigned long long)c->offset,
-				 (unsigned long long)(c->offset + c->length));
-	*rend = c->offset + c->length;
-	if (!aligned(c->file_offset) || c->file_offset < *fend)
+				 "region %u chunk %zu: bytes %llu..%llu overlap the chunk before or "
+				 "leave the region", ri, ci, off, off + len);
+	*rend = off + len;
+	if (!aligned(foff) || foff < *fend)
 		return ckpt_fail(why, whylen, -EPROTO,
-				 "%s: file offset %llu is unaligned or overlaps the chunk before",
-				 what, (unsigned long long)c->file_offset);
+				 "region %u chunk %zu: file offset %llu is unaligned or overlaps the "
+				 "chunk before", ri, ci, foff);
 	if (m->compression == NETSTACK__V1__COMPRESSION__COMPRESSION_NONE
-		    ? c->file_length != c->length
-		    : c->file_length == 0 || c->file_length > ZSTD_compressBound(c->length))
-		return ckpt_fail(why, whylen, -EPROTO, "%s: %llu bytes in the file for %llu",
-				 what, (unsigned long long)c->file_length,
-				 (unsigned long long)c->length);
-	if (c->file_offset > m->file_size || m->file_size - c->file_offset < c->file_length)
-		return ckpt_fail(why, whylen, -EPROTO, "%s: ends after pages.img (%llu bytes)",
-				 what, (unsigned long long)m->file_size);
-	*fend = c->file_offset + c->file_length;
+		    ? flen != len
+		    : flen == 0 || flen > ZSTD_compressBound(len))
+		return ckpt_fail(why, whylen, -EPROTO,
+				 "region %u chunk %zu: %llu bytes in the file for %llu", ri, ci, flen,
+				 len);
+	if (foff > m->file_size || m->file_size - foff < flen)
+		return ckpt_fail(why, whylen, -EPROTO,
+				 "region %u chunk %zu: ends after pages.img (%llu bytes)", ri, ci,
+				 (unsigned long long)m->file_size);
+	*fend = foff + flen;
 	return 0;
 }
 
@@ -136,9 +137,15 @@ static int check_index(const pb_index *m, uint32_t version, char *why, size_t wh
 			return ckpt_fail(why, whylen, -EPROTO,
 					 "region %zu: size %llu (want page multiples up to 1 TiB)",
 					 i, (unsigned long long)r->size);
-		for (size_t j = 0; j < r->n_chunks; j++) {
-			rc = check_chunk(m, (unsigned)i, j, r->chunks[j], r->size, &rend, &fend,
-					 why, whylen);
+		if (r->n_length != r->n_offset || r->n_file_offset != r->n_offset ||
+		    r->n_file_length != r->n_offset || r->n_crc32c != r->n_offset)
+			return ckpt_fail(why, whylen, -EPROTO,
+					 "region %zu: chunk columns of different lengths", i);
+		for (size_t j = 0; j < r->n_offset; j++) {
+			struct chunk_view c = { r->offset[j], r->length[j], r->file_offset[j],
+						r->file_length[j] };
+
+			rc = check_chunk(m, (unsigned)i, j, &c, r->size, &rend, &fend, why, whylen);
 			if (rc)
 				return rc;
 		}
@@ -167,7 +174,7 @@ int mf_index_decode(const uint8_t *buf, size_t len, struct mf_index *ix, char *w
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < m->n_regions; i++)
-		total += m->regions[i]->n_chunks;
+		total += m->regions[i]->n_offset;
 	tmp.chunks = calloc(total + 1, sizeof(*tmp.chunks));
 	if (!tmp.chunks) {
 		rc = ckpt_fail(why, whylen, -ENOMEM, "out of memory for %zu chunks", total);
@@ -187,15 +194,13 @@ int mf_index_decode(const uint8_t *buf, size_t len, struct mf_index *ix, char *w
 		xr->name[r->name.len] = '\0';
 		xr->size = r->size;
 		xr->first = k;
-		xr->n = r->n_chunks;
-		for (size_t j = 0; j < r->n_chunks; j++, k++) {
-			const pb_chunk *c = r->chunks[j];
-
+		xr->n = r->n_offset;
+		for (size_t j = 0; j < r->n_offset; j++, k++)
 			tmp.chunks[k] = (struct mf_chunk){
-				.region = (uint32_t)i, .crc = c->crc32c, .off = c->offset,
-				.len = c->length, .foff = c->file_offset, .flen = c->file_length,
+				.region = (uint32_t)i, .crc = r->crc32c[j], .off = r->offset[j],
+				.len = r->length[j], .foff = r->file_offset[j],
+				.flen = r->file_length[j],
 			};
-		}
 	}
 	tmp.nchunks = total;
 	*ix = tmp;
@@ -209,19 +214,28 @@ int mf_index_encode(const struct mf_index *ix, uint8_t **bufp, size_t *lenp, cha
 {
 	pb_index m = NETSTACK__V1__PAGES_INDEX__INIT;
 	pb_region regions[CKPT_MAX_REGIONS], *regionp[CKPT_MAX_REGIONS];
-	pb_chunk *chunks = NULL, **chunkp = NULL;
+	uint64_t *cols = NULL;
+	uint32_t *crcs = NULL;
 	uint8_t *buf = NULL;
-	size_t len;
+	size_t len, n = ix->nchunks;
 	int rc;
 
 	if (ix->nregions == 0 || ix->nregions > CKPT_MAX_REGIONS)
 		return ckpt_fail(why, whylen, -EINVAL, "%u regions: want 1..%u", ix->nregions,
 				 CKPT_MAX_REGIONS);
-	chunks = calloc(ix->nchunks + 1, sizeof(*chunks));
-	chunkp = calloc(ix->nchunks + 1, sizeof(*chunkp));
-	if (!chunks || !chunkp) {
+	/* Four columns of n, then the CRCs: region i's are slices of them. */
+	cols = malloc((4 * n + 1) * sizeof(*cols));
+	crcs = malloc((n + 1) * sizeof(*crcs));
+	if (!cols || !crcs) {
 		rc = ckpt_fail(why, whylen, -ENOMEM, "out of memory packing the pages index");
 		goto out;
+	}
+	for (size_t k = 0; k < n; k++) {
+		cols[k] = ix->chunks[k].off;
+		cols[n + k] = ix->chunks[k].len;
+		cols[2 * n + k] = ix->chunks[k].foff;
+		cols[3 * n + k] = ix->chunks[k].flen;
+		crcs[k] = ix->chunks[k].crc;
 	}
 	m.format_version = CKPT_PAGES_VERSION;
 	m.image_id = ix->image_id;
@@ -234,29 +248,23 @@ int mf_index_encode(const struct mf_index *ix, uint8_t **bufp, size_t *lenp, cha
 	m.regions = regionp;
 	for (unsigned i = 0; i < ix->nregions; i++) {
 		const struct mf_index_region *xr = &ix->regions[i];
+		pb_region *r = &regions[i];
 
-		netstack__v1__page_region__init(&regions[i]);
-		regionp[i] = &regions[i];
-		regions[i].name.data = (uint8_t *)xr->name;
-		regions[i].name.len = strnlen(xr->name, sizeof(xr->name));
-		regions[i].size = xr->size;
-		if (xr->first > ix->nchunks || ix->nchunks - xr->first < xr->n) {
+		netstack__v1__page_region__init(r);
+		regionp[i] = r;
+		r->name.data = (uint8_t *)xr->name;
+		r->name.len = strnlen(xr->name, sizeof(xr->name));
+		r->size = xr->size;
+		if (xr->first > n || n - xr->first < xr->n) {
 			rc = ckpt_fail(why, whylen, -EINVAL, "region %u: chunks out of range", i);
 			goto out;
 		}
-		regions[i].n_chunks = xr->n;
-		regions[i].chunks = chunkp + xr->first;
-		for (size_t k = xr->first; k < xr->first + xr->n; k++) {
-			const struct mf_chunk *c = &ix->chunks[k];
-
-			netstack__v1__page_chunk__init(&chunks[k]);
-			chunkp[k] = &chunks[k];
-			chunks[k].offset = c->off;
-			chunks[k].length = c->len;
-			chunks[k].file_offset = c->foff;
-			chunks[k].file_length = c->flen;
-			chunks[k].crc32c = c->crc;
-		}
+		r->n_offset = r->n_length = r->n_file_offset = r->n_file_length = r->n_crc32c = xr->n;
+		r->offset = cols + xr->first;
+		r->length = cols + n + xr->first;
+		r->file_offset = cols + 2 * n + xr->first;
+		r->file_length = cols + 3 * n + xr->first;
+		r->crc32c = crcs + xr->first;
 	}
 	/* The reader's rules: what is written always reads back. */
 	rc = check_index(&m, CKPT_PAGES_VERSION, why, whylen);
@@ -280,7 +288,7 @@ int mf_index_encode(const struct mf_index *ix, uint8_t **bufp, size_t *lenp, cha
 	*lenp = CKPT_IMAGE_HDR_LEN + len;
 	rc = 0;
 out:
-	free(chunks);
-	free(chunkp);
+	free(cols);
+	free(crcs);
 	return rc;
 }

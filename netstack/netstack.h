@@ -269,7 +269,7 @@ struct ns_restore_opts {
 	bool direct;		/* read pages.img with O_DIRECT */
 	enum ns_memfile_backend backend;
 	unsigned read_kib;	/* largest read, KiB; 0: 256 */
-	unsigned queue_depth;	/* reads in flight (threads in the pool); 0: 64 (8) */
+	unsigned queue_depth;	/* reads in flight (threads in the pool); 0: 64 (4) */
 	unsigned loaders;	/* io_uring loader threads; 0: one per CPU, at most 2 */
 };
 

@@ -324,7 +324,7 @@ int bench_restore_main(int argc, char **argv)
 	table = bench_table_file(json);
 	fprintf(table, "restore: channel NIC, one HTTP listener, N MiB of memory (about half zero\n"
 		"pages); each step in a fresh process; %u KiB reads, %u in flight (io_uring),\n"
-		"8 threads (pool); fio reads the same pages.img the same way\n\n",
+		"4 threads (pool); fio reads the same pages.img the same way\n\n",
 		READ_KIB, QUEUE_DEPTH);
 	fprintf(table, "%8s %-19s %10s %10s %9s %9s %9s %6s\n", "MiB", "mode", "restore ms",
 		"1st HTTP", "load ms", "MiB/s", "fio MiB/s", "ratio");
