@@ -296,6 +296,27 @@ static bool net_runt(const uint8_t *d, size_t len)
 	return len < TAP_ETH_HLEN + need;
 }
 
+/*
+ * A received frame as one pbuf, followed by a zero byte the pbuf does not
+ * count: lwIP 2.1.3's tcp_parseopt() reads an option's length byte before
+ * checking that it lies within the options, so a segment without data
+ * whose options end in a kind byte is read one byte past its end. That
+ * byte is then ours, and a length of 0 ends the parsing.
+ */
+static struct pbuf *rx_pbuf(const uint8_t *data, size_t len)
+{
+	size_t guard = len < 0xffff ? 1 : 0;
+	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(len + guard), PBUF_RAM);
+
+	if (!p)
+		return NULL;
+	memcpy(p->payload, data, len);
+	if (guard)
+		((uint8_t *)p->payload)[len] = 0;
+	p->len = p->tot_len = (u16_t)len;
+	return p;
+}
+
 void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 {
 	struct ns_endpoint *ep = nic->ep;
@@ -325,13 +346,12 @@ void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 			}
 			if (!nic->up)
 				continue;
-			p = pbuf_alloc(PBUF_RAW, (u16_t)f->len, PBUF_RAM);
+			p = rx_pbuf(f->data, f->len);
 			if (!p) {
 				LINK_STATS_INC(link.memerr);
 				LINK_STATS_INC(link.drop);
 				continue;
 			}
-			pbuf_take(p, f->data, (u16_t)f->len);
 			if (nic->netif.input(p, &nic->netif) != ERR_OK)
 				pbuf_free(p);
 		}
