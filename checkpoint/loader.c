@@ -88,7 +88,8 @@ struct read_req {
 	size_t first, n;
 	struct iovec iov[MAX_IOV];
 	int niov;
-	uint8_t *bounce;	/* compressed chunks land here first */
+	uint8_t *bounce;	/* compressed chunks (and all with userfaultfd) land here */
+	uint8_t *stage;		/* userfaultfd + zstd: a chunk decompressed, checked */
 	size_t want;		/* bytes asked for */
 	uint64_t foff;
 };
@@ -161,6 +162,37 @@ static void req_build(const struct ns_memfile *mf, struct read_req *rq, size_t f
 		rq->want += c->len;
 	}
 	rq->niov = (int)n;
+	if (mf->uffd >= 0) {
+		/* Demand paging: a page appears only whole and checked, through
+		 * UFFDIO_COPY; the read cannot go into the region itself. */
+		rq->iov[0] = (struct iovec){ .iov_base = rq->bounce, .iov_len = rq->want };
+		rq->niov = 1;
+	}
+}
+
+/* The buffers a read slot needs in this memfile's mode. Return: 0, -ENOMEM. */
+static int req_alloc(const struct ns_memfile *mf, struct read_req *rq)
+{
+	size_t bounce = 0;
+
+	if (mf->compression == NS_COMPRESSION_ZSTD)
+		bounce = align_up(ZSTD_compressBound(mf->chunk_size));
+	if (mf->uffd >= 0 && mf->read_max > bounce)
+		bounce = mf->read_max;
+	/* Aligned, so that O_DIRECT can read into it. */
+	if (bounce && posix_memalign((void **)&rq->bounce, CKPT_PAGE, bounce))
+		return -ENOMEM;
+	if (mf->uffd >= 0 && mf->compression == NS_COMPRESSION_ZSTD &&
+	    posix_memalign((void **)&rq->stage, CKPT_PAGE, mf->chunk_size))
+		return -ENOMEM;
+	return 0;
+}
+
+static void req_free(struct read_req *rq)
+{
+	free(rq->bounce);
+	free(rq->stage);
+	rq->bounce = rq->stage = NULL;
 }
 
 /* Read what is left of @rq after @done bytes, synchronously. Return: the
@@ -186,11 +218,13 @@ static ssize_t read_rest(int fd, struct read_req *rq, size_t done)
 	return (ssize_t)done;
 }
 
-/* Check one chunk of a read that brought @got bytes; 0 or a reason. */
+/* Check one chunk of a read that brought @got bytes: 0 or a reason. On
+ * success *@bytesp is where its uncompressed bytes are (in the region, or
+ * with userfaultfd in the bounce or stage buffer, to be installed). */
 static const char *chunk_check(const struct ns_memfile *mf, const struct read_req *rq,
-			       const struct mf_chunk *c, uint64_t got)
+			       const struct mf_chunk *c, uint64_t got, const uint8_t **bytesp)
 {
-	uint8_t *dst = chunk_addr(mf, c);
+	uint8_t *dst = mf->uffd >= 0 ? rq->stage : chunk_addr(mf, c);
 
 	if (mf->compression == NS_COMPRESSION_ZSTD) {
 		size_t z;
@@ -202,9 +236,12 @@ static const char *chunk_check(const struct ns_memfile *mf, const struct read_re
 			return "the zstd frame does not decompress to the chunk (damaged)";
 	} else if (c->foff + c->len > rq->foff + got) {
 		return "short read: pages.img ends early (truncated)";
+	} else if (mf->uffd >= 0) {
+		dst = rq->bounce + (c->foff - rq->foff);
 	}
 	if (ckpt_crc32c(dst, c->len) != c->crc)
 		return "CRC32C mismatch (damaged)";
+	*bytesp = dst;
 	return NULL;
 }
 
@@ -220,10 +257,15 @@ static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 		snprintf(io, sizeof(io), "read error: %s", strerror((int)-res));
 	for (size_t k = 0; k < rq->n; k++) {
 		struct mf_chunk *c = &mf->chunks[rq->first + k];
+		const uint8_t *bytes = NULL;
 
-		reasons[k] = res < 0 ? io : chunk_check(mf, rq, c, (uint64_t)res);
+		reasons[k] = res < 0 ? io : chunk_check(mf, rq, c, (uint64_t)res, &bytes);
+		if (!reasons[k] && mf->uffd >= 0 && mf_uffd_install(mf, c, bytes))
+			reasons[k] = "userfaultfd could not install the pages";
 		/* Never hand out wrong bytes: the range reads as zeros. */
-		if (reasons[k])
+		if (reasons[k] && mf->uffd >= 0)
+			mf_uffd_zero(mf, c);
+		else if (reasons[k])
 			madvise(chunk_addr(mf, c), c->len, MADV_DONTNEED);
 	}
 	pthread_mutex_lock(&mf->mu);
@@ -251,6 +293,7 @@ static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 		mf->loading = false;
 		pthread_cond_broadcast(&mf->work_cond);
 		wake(mf->wakefd);	/* the other io_uring loaders end too */
+		wake(mf->uffd_stopfd);	/* demand paging is over */
 	}
 	pthread_cond_broadcast(&mf->done_cond);
 	pthread_mutex_unlock(&mf->mu);
@@ -268,6 +311,8 @@ static void abandon(struct ns_memfile *mf, const char *reason)
 		c->state = MF_FAILED;
 		mf->failed_bytes += c->len;
 		mf->remaining--;
+		if (mf->uffd >= 0)
+			mf_uffd_zero(mf, c);	/* wakes whoever waits on its pages */
 	}
 	if (!mf->error) {
 		mf->error = -EIO;
@@ -276,6 +321,7 @@ static void abandon(struct ns_memfile *mf, const char *reason)
 	if (mf->remaining == 0) {
 		mf->end_ns = mf_now_ns();
 		mf->loading = false;
+		wake(mf->uffd_stopfd);
 	}
 	pthread_cond_broadcast(&mf->done_cond);
 }
@@ -295,7 +341,7 @@ static void uring_free(struct uring_loader *u)
 {
 	if (u->reqs)
 		for (unsigned i = 0; i < u->nslots; i++)
-			free(u->reqs[i].bounce);
+			req_free(&u->reqs[i]);
 	free(u->reqs);
 	free(u->free_slots);
 	free(u);
@@ -393,10 +439,7 @@ static int uring_one(struct ns_memfile *mf, unsigned nslots, char *why, size_t w
 	rc = !u->reqs || !u->free_slots ? -ENOMEM : 0;
 	for (unsigned i = 0; !rc && i < nslots; i++) {
 		u->free_slots[u->nfree++] = i;
-		if (mf->compression == NS_COMPRESSION_ZSTD &&
-		    posix_memalign((void **)&u->reqs[i].bounce, CKPT_PAGE,
-				   align_up(ZSTD_compressBound(CKPT_CHUNK_MAX))))
-			rc = -ENOMEM;
+		rc = req_alloc(mf, &u->reqs[i]);
 	}
 	if (!rc)
 		rc = -pthread_create(&mf->threads[mf->nthreads], NULL, uring_main, u);
@@ -453,12 +496,10 @@ static void *pool_main(void *arg)
 	struct ns_memfile *mf = arg;
 	struct read_req rq = { 0 };
 	size_t first, n;
+	bool no_memory;
 
 	loader_priority(mf);
-	if (mf->compression == NS_COMPRESSION_ZSTD &&
-	    posix_memalign((void **)&rq.bounce, CKPT_PAGE,
-			   align_up(ZSTD_compressBound(CKPT_CHUNK_MAX))))
-		rq.bounce = NULL;
+	no_memory = req_alloc(mf, &rq) != 0;
 	pthread_mutex_lock(&mf->mu);
 	for (;;) {
 		if (mf->stop) {
@@ -466,7 +507,7 @@ static void *pool_main(void *arg)
 				abandon(mf, "loading was cancelled");
 			break;
 		}
-		if (mf->compression == NS_COMPRESSION_ZSTD && !rq.bounce) {
+		if (no_memory) {
 			if (mf->inflight == 0 && mf->remaining)
 				abandon(mf, "out of memory for the page loader");
 			break;
@@ -483,7 +524,7 @@ static void *pool_main(void *arg)
 		pthread_cond_wait(&mf->work_cond, &mf->mu);
 	}
 	pthread_mutex_unlock(&mf->mu);
-	free(rq.bounce);
+	req_free(&rq);
 	return NULL;
 }
 
@@ -575,8 +616,7 @@ void mf_loader_stop(struct ns_memfile *mf)
 /* The API                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Put chunks [lo, hi) at the front of the queue, @lo on top. mf->mu held. */
-static void prioritise(struct ns_memfile *mf, size_t lo, size_t hi)
+void mf_prioritise(struct ns_memfile *mf, size_t lo, size_t hi)
 {
 	size_t cap = 2 * mf->nchunks, room, j = 0;
 
@@ -597,6 +637,34 @@ static void prioritise(struct ns_memfile *mf, size_t lo, size_t hi)
 	wake(mf->wakefd);
 }
 
+void mf_chunk_span(const struct ns_memfile *mf, const struct ns_region *r, uint64_t offset,
+		   uint64_t length, size_t *lop, size_t *hip)
+{
+	size_t a = r->first, b = r->first + r->n;
+
+	/* The region's chunks are sorted: the first ending after @offset ... */
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+
+		if (mf->chunks[m].off + mf->chunks[m].len <= offset)
+			a = m + 1;
+		else
+			b = m;
+	}
+	*lop = a;
+	/* ... to the first starting at or after its end. */
+	b = r->first + r->n;
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+
+		if (mf->chunks[m].off < offset + length)
+			a = m + 1;
+		else
+			b = m;
+	}
+	*hip = a;
+}
+
 static bool finished(const struct mf_chunk *c)
 {
 	return c->state == MF_DONE || c->state == MF_FAILED;
@@ -605,7 +673,7 @@ static bool finished(const struct mf_chunk *c)
 int ns_memfile_await(struct ns_region *r, uint64_t offset, uint64_t length)
 {
 	struct ns_memfile *mf;
-	size_t lo, hi, a, b, i;
+	size_t lo, hi, i;
 	bool failed = false;
 	int rc = 0;
 
@@ -619,33 +687,11 @@ int ns_memfile_await(struct ns_region *r, uint64_t offset, uint64_t length)
 		pthread_mutex_unlock(&mf->mu);
 		return 0;
 	}
-	/* The region's chunks are sorted: the first ending after @offset ... */
-	a = r->first;
-	b = r->first + r->n;
-	while (a < b) {
-		size_t m = a + (b - a) / 2;
-
-		if (mf->chunks[m].off + mf->chunks[m].len <= offset)
-			a = m + 1;
-		else
-			b = m;
-	}
-	lo = a;
-	/* ... to the first starting at or after its end. */
-	b = r->first + r->n;
-	while (a < b) {
-		size_t m = a + (b - a) / 2;
-
-		if (mf->chunks[m].off < offset + length)
-			a = m + 1;
-		else
-			b = m;
-	}
-	hi = a;
+	mf_chunk_span(mf, r, offset, length, &lo, &hi);
 	for (i = lo; i < hi && finished(&mf->chunks[i]); i++)
 		;
 	if (i < hi)
-		prioritise(mf, i, hi);
+		mf_prioritise(mf, i, hi);
 	for (i = lo;;) {
 		while (i < hi && finished(&mf->chunks[i]))
 			failed |= mf->chunks[i++].state == MF_FAILED;
@@ -731,6 +777,7 @@ int ns_memfile_progress(struct ns_stack *s, struct ns_memfile_progress *p)
 	snprintf(p->why, sizeof(p->why), "%s", mf->why);
 	snprintf(p->fallback, sizeof(p->fallback), "%s", mf->fallback);
 	p->backend = mf->backend;
+	p->demand_paging = mf->uffd >= 0;
 	now = mf->remaining ? mf_now_ns() : mf->end_ns;
 	p->elapsed_ns = now - mf->start_ns;
 	if (p->elapsed_ns)

@@ -42,6 +42,11 @@ static void memfile_free(struct ns_memfile *mf)
 	if (!mf)
 		return;
 	mf_loader_stop(mf);
+	mf_uffd_stop(mf);
+	if (mf->uffd >= 0)
+		close(mf->uffd);
+	if (mf->uffd_stopfd >= 0)
+		close(mf->uffd_stopfd);
 	for (unsigned i = 0; i < mf->nregions; i++) {
 		munmap(mf->regions[i]->addr, mf->regions[i]->size);
 		free(mf->regions[i]);
@@ -73,6 +78,8 @@ static struct ns_memfile *memfile_get(struct ns_stack *s)
 		pthread_cond_init(&mf->work_cond, NULL);
 		mf->fd = -1;
 		mf->wakefd = -1;
+		mf->uffd = -1;
+		mf->uffd_stopfd = -1;
 		mf->backend = "none";
 		s->memfile = mf;
 		s->memfile_free = memfile_free;
@@ -500,7 +507,7 @@ int mf_save_prepare(struct ns_stack *s, const struct ns_checkpoint_opts *opts,
 struct mf_restore {
 	struct mf_index ix;
 	int fd;
-	bool background, direct;
+	bool background, direct, demand;
 	enum ns_memfile_backend backend;
 	unsigned qd, loaders;
 	size_t read_max;
@@ -599,8 +606,13 @@ int mf_restore_prepare(const char *dir, const struct ns_state *st,
 			       (int)opts->backend);
 		goto fail;
 	}
+	if (opts->demand_paging && !opts->background) {
+		rc = ckpt_fail(why, whylen, -EINVAL, "demand paging is for background restores");
+		goto fail;
+	}
 	r->background = opts->background;
 	r->direct = opts->direct;
+	r->demand = opts->demand_paging;
 	r->backend = opts->backend;
 	r->qd = opts->queue_depth;
 	r->loaders = opts->loaders;
@@ -616,6 +628,7 @@ int mf_restore_attach(struct ns_stack *s, struct mf_restore *r, char *why, size_
 {
 	struct ns_memfile *mf = memfile_get(s);
 	enum ns_memfile_backend backend = r->backend;
+	bool demand = r->demand;
 	int rc = 0;
 
 	if (!mf) {
@@ -649,11 +662,15 @@ int mf_restore_attach(struct ns_stack *s, struct mf_restore *r, char *why, size_
 		r->fd = -1;
 		mf->qd = r->qd;
 		mf->loaders = r->loaders;
+		mf->chunk_size = r->ix.chunk_size;
 		mf->read_max = r->read_max;
 	}
 	pthread_mutex_unlock(&mf->mu);
 	mf_restore_free(r);
 	if (rc)
+		return rc;
+	/* Before the loader: it reads into bounce buffers with it. */
+	if (demand && mf->nchunks && (rc = mf_uffd_start(mf, why, whylen)))
 		return rc;
 	return mf_loader_start(mf, backend, why, whylen);
 }

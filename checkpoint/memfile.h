@@ -151,6 +151,13 @@ struct ns_memfile {
 	const char *backend;
 	char fallback[96];
 	int wakefd;		/* io_uring: an await wakes the loader */
+	uint32_t chunk_size;	/* the index's largest chunk */
+	/* Demand paging (uffd.c): the regions registered with userfaultfd; a
+	 * fault on a page not loaded yet moves its chunk to the front. */
+	int uffd;		/* -1: not used */
+	int uffd_stopfd;
+	pthread_t uffd_thread;
+	bool uffd_running;
 	pthread_t threads[64];
 	unsigned nthreads;
 };
@@ -162,6 +169,23 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 /* Stop loading (reads in flight are waited for) and join the threads. */
 void mf_loader_stop(struct ns_memfile *mf);
 uint64_t mf_now_ns(void);
+/* Put chunks [lo, hi) at the front of the queue, @lo on top (mu held). */
+void mf_prioritise(struct ns_memfile *mf, size_t lo, size_t hi);
+/* The chunks of @r that hold bytes of [offset, offset + length): [*lop, *hip). */
+void mf_chunk_span(const struct ns_memfile *mf, const struct ns_region *r, uint64_t offset,
+		   uint64_t length, size_t *lop, size_t *hip);
+
+/* uffd.c */
+/* Register the regions and start the fault handler. Return: 0, -errno. */
+int mf_uffd_start(struct ns_memfile *mf, char *why, size_t whylen);
+/* Stop the handler and unregister (also once everything is loaded). */
+void mf_uffd_stop(struct ns_memfile *mf);
+/* Make @c's pages @bytes (checked already), waking threads that wait on
+ * them. Return: 0, -errno. */
+int mf_uffd_install(struct ns_memfile *mf, const struct mf_chunk *c, const uint8_t *bytes);
+/* Make @c's pages zero (a chunk that failed), waking their waiters. */
+void mf_uffd_zero(struct ns_memfile *mf, const struct mf_chunk *c);
+
 /* Move past @bytes of an iovec array (a short read or write's progress). */
 struct iovec;
 void mf_iov_advance(struct iovec **iovp, int *np, size_t bytes);

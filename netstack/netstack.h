@@ -271,6 +271,12 @@ struct ns_restore_opts {
 	unsigned read_kib;	/* largest read, KiB; 0: 256 */
 	unsigned queue_depth;	/* reads in flight (threads in the pool); 0: 64 (4) */
 	unsigned loaders;	/* io_uring loader threads; 0: one per CPU, at most 2 */
+	/* With background: register the regions with userfaultfd, so that a
+	 * thread touching a page not loaded yet waits while its chunk jumps
+	 * the queue; no ns_memfile_await() needed. Pages arrive whole and
+	 * checked (UFFDIO_COPY from a bounce buffer: one more copy than plain
+	 * loading). Fails the restore if userfaultfd is not available. */
+	bool demand_paging;
 };
 
 /**
@@ -400,6 +406,7 @@ struct ns_memfile_progress {
 	int error;		/* 0, or the first failure (-EIO, ...) */
 	char why[160];		/* the first failure, one line */
 	const char *backend;	/* "io_uring", "threads", or "none" */
+	bool demand_paging;	/* userfaultfd serves faults on pages not in yet */
 	char fallback[96];	/* why io_uring was not used, if it was not */
 };
 

@@ -266,6 +266,93 @@ static void priority(enum ns_memfile_backend be)
 Test(memfile, priority_uring, .timeout = 120) { priority(NS_MEMFILE_IO_URING); }
 Test(memfile, priority_threads, .timeout = 120) { priority(NS_MEMFILE_THREADS); }
 
+static const struct region_spec two[2];
+static void flip_byte(const char *name, off_t off);
+
+/* ------------------------------------------------------------------ */
+/* Demand paging (userfaultfd)                                         */
+/* ------------------------------------------------------------------ */
+
+/* Touching memory that is not loaded yet, without ns_memfile_await(): the
+ * touched pages come first and are right; zero pages read as zero; the
+ * kernel touching them (a write(2) from the region) works too. */
+static void demand(enum ns_memfile_backend be, enum ns_compression c)
+{
+	static const struct region_spec big[] = { { "big", 512u << 20, EVERY_OTHER } };
+	const size_t size = 512u << 20, end = size - (1u << 20);
+	struct ns_restore_opts ro = { .background = true, .demand_paging = true, .backend = be,
+				      .queue_depth = 1, .read_kib = 64 };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	struct ns_region *r;
+	char why[256] = "";
+	uint8_t *want, *mem, page[PAGE];
+	int pipefd[2];
+
+	make_image_path();
+	save(big, 1, &(struct ns_checkpoint_opts){ .compression = c });
+	want = malloc(size);	/* before the restore: filling it takes a while */
+	fill(want, size, EVERY_OTHER, 1000);
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_region_find(s, "big", &r), 0);
+	mem = ns_region_addr(r);
+	/* The last MiB, touched straight away. */
+	cr_assert(memcmp(mem + end, want + end, 1u << 20) == 0, "the touched MiB is wrong");
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert(p.demand_paging);
+	cr_assert_lt(p.loaded_bytes, p.data_bytes / 2, "touched after %llu of %llu bytes",
+		     (unsigned long long)p.loaded_bytes, (unsigned long long)p.data_bytes);
+	/* A zero page in the middle, and the kernel reading a data page. */
+	cr_assert(memcmp(mem + size / 2 + PAGE, want + size / 2 + PAGE, PAGE) == 0);
+	cr_assert_eq(pipe(pipefd), 0);
+	cr_assert_eq(write(pipefd[1], mem + size / 4, PAGE), PAGE);
+	cr_assert_eq(read(pipefd[0], page, PAGE), PAGE);
+	cr_assert(memcmp(page, want + size / 4, PAGE) == 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	cr_assert_eq(ns_memfile_wait(s, 60000), 0);
+	cr_assert(memcmp(mem, want, size) == 0);
+	free(want);
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, demand_paging_threads, .timeout = 120) { demand(NS_MEMFILE_THREADS, NS_COMPRESSION_NONE); }
+Test(memfile, demand_paging_uring_zstd, .timeout = 120) { demand(NS_MEMFILE_IO_URING, NS_COMPRESSION_ZSTD); }
+
+Test(memfile, demand_paging_damaged_reads_zero)
+{
+	struct ns_restore_opts ro = { .background = true, .demand_paging = true };
+	struct ns_stack *s = NULL;
+	struct ns_region *a;
+	char why[256] = "";
+	uint8_t zero[PAGE] = { 0 };
+
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	flip_byte("pages.img", 5u << 10);	/* region a, first chunk */
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_region_find(s, "a", &a), 0);
+	cr_assert(memcmp(ns_region_addr(a), zero, PAGE) == 0, "a failed chunk reads as zeros");
+	cr_assert_eq(ns_memfile_await(a, 0, PAGE), -EIO);
+	cr_assert_eq(ns_memfile_wait(s, 10000), -EIO);
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, demand_paging_needs_background)
+{
+	struct ns_restore_opts ro = { .demand_paging = true };
+	struct ns_stack *s = NULL;
+	char why[256] = "";
+
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "background"), "%s", why);
+	remove_image();
+}
+
 /* ------------------------------------------------------------------ */
 /* The fallback                                                        */
 /* ------------------------------------------------------------------ */
@@ -318,7 +405,7 @@ Test(memfile, uring_demanded_but_missing)
 /* Damaged images                                                      */
 /* ------------------------------------------------------------------ */
 
-static const struct region_spec two[] = {
+static const struct region_spec two[2] = {
 	{ "a", 4u << 20, ALL_DATA },
 	{ "b", 4u << 20, ALL_DATA },
 };
