@@ -16,6 +16,8 @@
  * (ns_memfile_progress()); fio's is its read bandwidth on the same file:
  * page cache: the file read once before, --invalidate=0 --mem=mmap; direct:
  * --direct=1 (cold by construction). Both use 256 KiB reads, 64 in flight.
+ * "uffd" is a background restore with userfaultfd demand paging (pages go
+ * through a bounce buffer and UFFDIO_COPY: one more copy).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,6 +50,7 @@ struct mode {
 	bool background, direct;
 	enum ns_memfile_backend backend;
 	unsigned loaders;	/* io_uring loader threads; 0: the default */
+	bool demand;		/* userfaultfd demand paging */
 };
 
 static const struct mode modes[] = {
@@ -56,6 +59,7 @@ static const struct mode modes[] = {
 	{ "fg threads", false, false, NS_MEMFILE_THREADS, 0 },
 	{ "bg io_uring", true, false, NS_MEMFILE_IO_URING, 0 },
 	{ "bg threads", true, false, NS_MEMFILE_THREADS, 0 },
+	{ "bg io_uring uffd", true, false, NS_MEMFILE_IO_URING, 0, true },
 	{ "fg io_uring direct", false, true, NS_MEMFILE_IO_URING, 0 },
 	{ "fg threads direct", false, true, NS_MEMFILE_THREADS, 0 },
 };
@@ -176,7 +180,7 @@ static int restore_child(const char *dir, const struct mode *m, struct result *r
 					.start = true,
 					.background = m->background, .direct = m->direct,
 					.backend = m->backend, .read_kib = READ_KIB,
-					.loaders = m->loaders,
+					.loaders = m->loaders, .demand_paging = m->demand,
 					.queue_depth = m->backend == NS_MEMFILE_THREADS ? 0 : QUEUE_DEPTH };
 	struct ns_memfile_progress p;
 	struct ns_stack *s;

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "memfile.h"
 #include "netstack.h"
 
@@ -542,6 +543,43 @@ static void background_damage(bool truncated)
 	ns_stack_free(s);
 	remove_image();
 }
+
+/* An I/O error while loading: the file under the loader starts failing
+ * (its fd now names a directory: EISDIR). The ranges read after that fail
+ * with -EIO and the reason says so; what came before stays good. */
+static void io_error(enum ns_memfile_backend be)
+{
+	static const struct region_spec big[] = { { "big", 256u << 20, ALL_DATA } };
+	struct ns_restore_opts ro = { .background = true, .backend = be, .queue_depth = 1,
+				      .read_kib = 64 };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	struct ns_region *r;
+	char why[256] = "";
+	int dir;
+
+	make_image_path();
+	save(big, 1, &(struct ns_checkpoint_opts){ 0 });
+	dir = open("/", O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(dir, 0);
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_region_find(s, "big", &r), 0);
+	cr_assert_eq(ns_memfile_await(r, 0, 64u << 10), 0);
+	cr_assert_eq(dup2(dir, s->memfile->fd), s->memfile->fd);
+	cr_assert_eq(ns_memfile_await(r, (256u << 20) - PAGE, PAGE), -EIO);
+	cr_assert_eq(ns_memfile_await(r, 0, 64u << 10), 0, "a range loaded before stays good");
+	cr_assert_eq(ns_memfile_wait(s, 60000), -EIO);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert(strstr(p.why, "read error") && strstr(p.why, strerror(EISDIR)), "%s", p.why);
+	cr_assert_gt(p.failed_bytes, 0);
+	cr_assert_gt(p.loaded_bytes, 0);
+	close(dir);
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, io_error_uring) { io_error(NS_MEMFILE_IO_URING); }
+Test(memfile, io_error_threads) { io_error(NS_MEMFILE_THREADS); }
 
 Test(memfile, background_truncated_eio_for_the_end) { background_damage(true); }
 Test(memfile, background_corrupted_eio_for_the_chunk) { background_damage(false); }
