@@ -54,14 +54,15 @@ struct mode {
 };
 
 static const struct mode modes[] = {
-	{ "fg io_uring", false, false, NS_MEMFILE_IO_URING, 0 },
-	{ "fg io_uring 1 thr", false, false, NS_MEMFILE_IO_URING, 1 },
-	{ "fg threads", false, false, NS_MEMFILE_THREADS, 0 },
-	{ "bg io_uring", true, false, NS_MEMFILE_IO_URING, 0 },
-	{ "bg threads", true, false, NS_MEMFILE_THREADS, 0 },
-	{ "bg io_uring uffd", true, false, NS_MEMFILE_IO_URING, 0, true },
-	{ "fg io_uring direct", false, true, NS_MEMFILE_IO_URING, 0 },
-	{ "fg threads direct", false, true, NS_MEMFILE_THREADS, 0 },
+	{ .name = "fg io_uring", .backend = NS_MEMFILE_IO_URING },
+	{ .name = "fg io_uring 1 thr", .backend = NS_MEMFILE_IO_URING, .loaders = 1 },
+	{ .name = "fg threads", .backend = NS_MEMFILE_THREADS },
+	{ .name = "bg io_uring", .background = true, .backend = NS_MEMFILE_IO_URING },
+	{ .name = "bg threads", .background = true, .backend = NS_MEMFILE_THREADS },
+	{ .name = "bg io_uring uffd", .background = true, .backend = NS_MEMFILE_IO_URING,
+	  .demand = true },
+	{ .name = "fg io_uring direct", .direct = true, .backend = NS_MEMFILE_IO_URING },
+	{ .name = "fg threads direct", .direct = true, .backend = NS_MEMFILE_THREADS },
 };
 #define NMODES (sizeof(modes) / sizeof(modes[0]))
 
