@@ -81,11 +81,33 @@ static uint64_t next_period(const struct tw_timer *t, uint64_t period, uint64_t 
 	return due > now ? due : now + period;
 }
 
+/*
+ * lwIP 2.1.3 can leave a connection's persist timer running with nothing
+ * left to probe: after a retransmission timeout has moved sent data back
+ * to the unsent queue and a zero window started the persist timer, an ACK
+ * of that data frees the unsent queue without stopping the timer, and
+ * tcp_slowtmr() then asserts (aborts) - a peer can crash the stack with
+ * four segments (tests/fuzz/regressions/fuzz_frame/persist-timer-*). The
+ * persist timer only ever makes sense with unsent data and nothing in
+ * flight, as tcp_output() arms it; stop it, before each TCP tick, where
+ * that no longer holds.
+ */
+static void persist_fixup(void)
+{
+	struct tcp_pcb *pcb;
+
+	for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+		if (pcb->persist_backoff && (!pcb->unsent || pcb->unacked))
+			pcb->persist_backoff = 0;
+}
+
 static void cyclic_fire(struct tw_timer *t)
 {
 	struct cyclic *c = (struct cyclic *)t;
 	uint64_t period = (uint64_t)c->def->interval_ms * NS_PER_MS;
 
+	if (c == TCP_CYCLIC)
+		persist_fixup();
 	c->def->handler();
 	if (c == TCP_CYCLIC && !tcp_busy())
 		return;	/* tcp_timer_needed() restarts it */
