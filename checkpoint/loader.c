@@ -454,7 +454,8 @@ static int uring_one(struct ns_memfile *mf, unsigned nslots, char *why, size_t w
 }
 
 /*
- * One loader per CPU, up to URING_LOADERS, sharing the queue depth. With
+ * One loader per CPU, up to URING_LOADERS, sharing the queue depth (one in
+ * the background). With
  * the file in the page cache a read is a copy done inline by the thread
  * that submits it (plus the faults of fresh memory, plus the CRC check):
  * one thread is CPU-bound at about 2 GB/s here, so a second one on the
@@ -466,6 +467,11 @@ static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
 	unsigned n = ncpu > URING_LOADERS ? URING_LOADERS : ncpu > 0 ? (unsigned)ncpu : 1;
 	int rc;
 
+	/* In the background one CPU stays free for serving: a loader copying
+	 * 16 MiB per io_uring_enter() holds its CPU in the kernel for
+	 * milliseconds, nice or not. */
+	if (mf->background)
+		n = 1;
 	if (mf->loaders)
 		n = mf->loaders < MAX_THREADS ? mf->loaders : MAX_THREADS;
 	if (n > mf->qd)
