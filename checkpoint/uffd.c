@@ -102,15 +102,17 @@ static void fault(struct ns_memfile *mf, uint64_t addr)
 	uint8_t state;
 
 	addr &= ~(uint64_t)(CKPT_PAGE - 1);
+	pthread_mutex_lock(&mf->mu);
 	for (unsigned i = 0; i < mf->nregions; i++) {
 		uint64_t base = (uint64_t)(uintptr_t)mf->regions[i]->addr;
 
 		if (addr >= base && addr < base + mf->regions[i]->size)
 			r = mf->regions[i];
 	}
-	if (!r)
+	if (!r) {
+		pthread_mutex_unlock(&mf->mu);
 		return;
-	pthread_mutex_lock(&mf->mu);
+	}
 	mf_chunk_span(mf, r, addr - (uint64_t)(uintptr_t)r->addr, CKPT_PAGE, &lo, &hi);
 	state = lo < hi ? mf->chunks[lo].state : MF_FAILED;
 	if (lo < hi && state == MF_PENDING)
