@@ -131,6 +131,7 @@ static void fault(struct ns_memfile *mf, uint64_t addr)
 		wake_range(mf, addr, CKPT_PAGE);
 }
 
+/* mf->mu held: regions may be added once loading is over. */
 static void unregister_all(struct ns_memfile *mf)
 {
 	for (unsigned i = 0; i < mf->nregions; i++) {
@@ -169,7 +170,9 @@ static void *handler_main(void *arg)
 	}
 	/* Everything is in (or the stack goes): faults are the kernel's again;
 	 * unregistering wakes any thread still waiting. */
+	pthread_mutex_lock(&mf->mu);
 	unregister_all(mf);
+	pthread_mutex_unlock(&mf->mu);
 	return NULL;
 }
 
