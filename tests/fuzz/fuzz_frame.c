@@ -29,6 +29,9 @@
  * ICMPv6 checksum are recomputed, so mutations get past them;
  * bit 2 (FUZZ_BATCH): the stack does not run before the next frame, which
  * then arrives in the same receive batch;
+ * bit 3 (FUZZ_APP_SHUT): then the application shuts down the sending side
+ * of the connection of the frame's IP version (IPv4 unless the frame is
+ * IPv6), so the stack's own FIN and the closing states are in reach;
  * bits 4-7: after this frame the clock moves by advance_ms[] of them, the
  * stack running every timer due on the way. A short tail is ignored.
  *
@@ -68,6 +71,7 @@
 #define FUZZ_REBASE 0x01u
 #define FUZZ_CSUM 0x02u
 #define FUZZ_BATCH 0x04u
+#define FUZZ_APP_SHUT 0x08u
 #define FUZZ_REC_HDR 3u
 
 
@@ -453,6 +457,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		inject(frame_buf, len);
 		if (!(ctl & FUZZ_BATCH) || size < FUZZ_REC_HDR)
 			run();
+		if (ctl & FUZZ_APP_SHUT) {
+			struct conn *c = &conns[len >= FRAME_ETH_HLEN &&
+						repair_get16(frame_buf + 12) == FRAME_ETH_IPV6];
+
+			if (c->sock >= 0)
+				ns_shutdown(stack, c->sock, SHUT_WR);
+			run();
+		}
 		if (ctl >> 4)
 			advance(advance_ms[ctl >> 4]);
 	}

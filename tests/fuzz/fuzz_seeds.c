@@ -42,6 +42,7 @@
 #define FUZZ_REBASE 0x01u
 #define FUZZ_CSUM 0x02u
 #define FUZZ_BATCH 0x04u
+#define FUZZ_APP_SHUT 0x08u
 #define ADVANCE(i) ((uint8_t)((i) << 4))	/* index into fuzz_frame's advance_ms[] */
 
 static const uint8_t nic_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
@@ -237,6 +238,19 @@ static void frame_seeds(void)
 	s.buf[3 + FRAME_ETH_HLEN + FRAME_IPV6_HLEN + 15] = 0;
 	rec(&s, ADVANCE(11), f, 0);
 	save("tcp6-zero-window-probe", &s);
+
+	/* The application closes first: its FIN acked, the peer's FIN, TIME-WAIT
+	 * and its expiry; and a simultaneous close. */
+	memset(&s, 0, sizeof(s));
+	seg(&s, FUZZ_APP_SHUT, &to4, CONN4_PORT, FRAME_TCP_ACK, 0, 0, NULL, 0, NULL, 0);
+	seg(&s, 0, &to4, CONN4_PORT, FRAME_TCP_ACK, 0, 0, NULL, 0, NULL, 0);
+	seg(&s, ADVANCE(14), &to4, CONN4_PORT, FRAME_TCP_FIN | FRAME_TCP_ACK, 0, 0, NULL, 0, NULL, 0);
+	save("tcp4-active-close-time-wait", &s);
+	memset(&s, 0, sizeof(s));
+	seg(&s, FUZZ_APP_SHUT | FUZZ_BATCH, &to6, CONN6_PORT, FRAME_TCP_FIN | FRAME_TCP_ACK, 0, -2856, NULL, 0,
+	    NULL, 0);
+	seg(&s, ADVANCE(9), &to6, CONN6_PORT, FRAME_TCP_ACK, 1, 0, NULL, 0, NULL, 0);
+	save("tcp6-simultaneous-close", &s);
 
 	/* New connections: a handshake completed by offset 0 (the stack's
 	 * ISN + 1), then data and a close; a SYN to a closed port. */
