@@ -336,27 +336,48 @@ static void frame_seeds(void)
 /* fuzz_image: images from a real stack's checkpoints                  */
 /* ------------------------------------------------------------------ */
 
-static void image_from(struct ns_stack *st, const char *name)
+/* Copy @dir/@file to the fuzz_image corpus as @name, if it is there. */
+static void take_file(const char *dir, const char *file, const char *name)
 {
-	struct ns_checkpoint_opts o = { .leave_running = true };
-	char dir[] = "/tmp/fuzz-seeds-XXXXXX", path[64];
-	uint8_t buf[1 << 16];
+	static uint8_t buf[1 << 20];
+	char path[128];
 	ssize_t n;
-	int fd, rc;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n <= 0 || n == (ssize_t)sizeof(buf))
+		die("%s: cannot read it whole", path);
+	put_file("fuzz_image", name, buf, (size_t)n);
+}
+
+/* A checkpoint of @st: its state.pb as @name, its pages.meta (when the
+ * stack has memory) as @pages_name. */
+static void image_from(struct ns_stack *st, const char *name, const char *pages_name,
+		       enum ns_compression compression)
+{
+	struct ns_checkpoint_opts o = { .leave_running = true, .compression = compression };
+	static const char *const files[] = { "state.pb", "pages.meta", "pages.img" };
+	char dir[] = "/tmp/fuzz-seeds-XXXXXX", path[64];
+	size_t i;
+	int rc;
 
 	if (!mkdtemp(dir))
 		die("mkdtemp: %s", strerror(errno));
 	rc = ns_stack_checkpoint(st, dir, &o);
 	if (rc)
 		die("ns_stack_checkpoint: %d", rc);
-	snprintf(path, sizeof(path), "%s/state.pb", dir);
-	fd = open(path, O_RDONLY);
-	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf));
-	if (n <= 0 || n == (ssize_t)sizeof(buf))
-		die("%s: cannot read it whole", path);
-	close(fd);
-	put_file("fuzz_image", name, buf, (size_t)n);
-	unlink(path);
+	take_file(dir, "state.pb", name);
+	if (pages_name)
+		take_file(dir, "pages.meta", pages_name);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
 	rmdir(dir);
 }
 
@@ -391,18 +412,20 @@ static void image_seeds(void)
 	struct ns_stack *st;
 	struct ns_prefix p;
 	struct ns_route r;
+	struct ns_region *rg, *rg2;
+	size_t i;
 	int nic, s, one = 1;
 	struct timeval tv = { .tv_sec = 2 };
 
 	if (ns_stack_new(&cfg, &st) || ns_endpoint_channel_new(&ep))
 		die("stack");
-	image_from(st, "empty-stack");
+	image_from(st, "empty-stack", NULL, NS_COMPRESSION_NONE);
 	memcpy(nc.mac, nic_mac, sizeof(nc.mac));
 	nic = ns_nic_add(st, &nc, ep);
 	if (nic < 1 || ns_prefix_parse(NIC_IP4 "/24", &p) || ns_addr_add(st, nic, &p) ||
 	    ns_prefix_parse(NIC_IP6 "/64", &p) || ns_addr_add(st, nic, &p))
 		die("NIC");
-	image_from(st, "one-nic");
+	image_from(st, "one-nic", NULL, NS_COMPRESSION_NONE);
 	memset(&r, 0, sizeof(r));
 	if (ns_prefix_parse("203.0.113.0/24", &r.dst) || ns_addr_parse("198.51.100.1", &r.gateway))
 		die("route");
@@ -420,7 +443,15 @@ static void image_seeds(void)
 	ns_connect(st, s, (struct sockaddr *)&peer, sizeof(peer));
 	sock_at(st, AF_INET6, SOCK_DGRAM, NIC_IP6, 53);
 	sock_at(st, AF_INET, SOCK_STREAM, NULL, 0);
-	image_from(st, "listeners-udp-route");
+	image_from(st, "listeners-udp-route", NULL, NS_COMPRESSION_NONE);
+	/* Memory: two regions, every other page of the first written. */
+	if (ns_memfile_region_create(st, "mem", 64 << 10, &rg) ||
+	    ns_memfile_region_create(st, "small", 4096, &rg2))
+		die("ns_memfile_region_create");
+	for (i = 0; i < ns_region_size(rg); i += 8192)
+		memset((uint8_t *)ns_region_addr(rg) + i, (int)(i >> 12) | 1, 4096);
+	image_from(st, "with-memory", "pages-meta", NS_COMPRESSION_NONE);
+	image_from(st, "with-memory-zstd", "pages-meta-zstd", NS_COMPRESSION_ZSTD);
 	ns_stack_free(st);
 }
 
