@@ -20,7 +20,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(fuzz_frame fuzz_image fuzz_control)
+if [ "${#targets[@]}" -eq 0 ]; then
+	# Every target in tests/fuzz/ (fuzz_seeds writes corpora; it is no target).
+	for f in tests/fuzz/fuzz_*.c; do
+		t=$(basename "$f" .c)
+		[ "$t" = fuzz_seeds ] || targets+=("$t")
+	done
+fi
 case "$secs" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a number" >&2; exit 2 ;; esac
 
 build=build-fuzz

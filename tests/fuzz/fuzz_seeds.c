@@ -355,10 +355,9 @@ static void take_file(const char *dir, const char *file, const char *name)
 	put_file("fuzz_image", name, buf, (size_t)n);
 }
 
-/* A checkpoint of @st: its state.pb as @name, its pages.meta (when the
- * stack has memory) as @pages_name. */
-static void image_from(struct ns_stack *st, const char *name, const char *pages_name,
-		       enum ns_compression compression)
+/* A checkpoint of @st: its state.pb as @name. (pages.meta seeds belong to
+ * fuzz_pages_meta's corpus.) */
+static void image_from(struct ns_stack *st, const char *name, enum ns_compression compression)
 {
 	struct ns_checkpoint_opts o = { .leave_running = true, .compression = compression };
 	static const char *const files[] = { "state.pb", "pages.meta", "pages.img" };
@@ -372,8 +371,6 @@ static void image_from(struct ns_stack *st, const char *name, const char *pages_
 	if (rc)
 		die("ns_stack_checkpoint: %d", rc);
 	take_file(dir, "state.pb", name);
-	if (pages_name)
-		take_file(dir, "pages.meta", pages_name);
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		unlink(path);
@@ -419,13 +416,13 @@ static void image_seeds(void)
 
 	if (ns_stack_new(&cfg, &st) || ns_endpoint_channel_new(&ep))
 		die("stack");
-	image_from(st, "empty-stack", NULL, NS_COMPRESSION_NONE);
+	image_from(st, "empty-stack", NS_COMPRESSION_NONE);
 	memcpy(nc.mac, nic_mac, sizeof(nc.mac));
 	nic = ns_nic_add(st, &nc, ep);
 	if (nic < 1 || ns_prefix_parse(NIC_IP4 "/24", &p) || ns_addr_add(st, nic, &p) ||
 	    ns_prefix_parse(NIC_IP6 "/64", &p) || ns_addr_add(st, nic, &p))
 		die("NIC");
-	image_from(st, "one-nic", NULL, NS_COMPRESSION_NONE);
+	image_from(st, "one-nic", NS_COMPRESSION_NONE);
 	memset(&r, 0, sizeof(r));
 	if (ns_prefix_parse("203.0.113.0/24", &r.dst) || ns_addr_parse("198.51.100.1", &r.gateway))
 		die("route");
@@ -443,15 +440,15 @@ static void image_seeds(void)
 	ns_connect(st, s, (struct sockaddr *)&peer, sizeof(peer));
 	sock_at(st, AF_INET6, SOCK_DGRAM, NIC_IP6, 53);
 	sock_at(st, AF_INET, SOCK_STREAM, NULL, 0);
-	image_from(st, "listeners-udp-route", NULL, NS_COMPRESSION_NONE);
+	image_from(st, "listeners-udp-route", NS_COMPRESSION_NONE);
 	/* Memory: two regions, every other page of the first written. */
 	if (ns_memfile_region_create(st, "mem", 64 << 10, &rg) ||
 	    ns_memfile_region_create(st, "small", 4096, &rg2))
 		die("ns_memfile_region_create");
 	for (i = 0; i < ns_region_size(rg); i += 8192)
 		memset((uint8_t *)ns_region_addr(rg) + i, (int)(i >> 12) | 1, 4096);
-	image_from(st, "with-memory", "pages-meta", NS_COMPRESSION_NONE);
-	image_from(st, "with-memory-zstd", "pages-meta-zstd", NS_COMPRESSION_ZSTD);
+	image_from(st, "with-memory", NS_COMPRESSION_NONE);
+	image_from(st, "with-memory-zstd", NS_COMPRESSION_ZSTD);
 	ns_stack_free(st);
 }
 
