@@ -23,6 +23,19 @@
 
 #define NS_RX_BATCH 32
 #define NS_DEFAULT_MAX_SOCKETS 65536u
+/* Default limits (ns_stack_config). The backlog ceiling is lwIP's u8. The
+ * socket buffer ceiling is what SO_RCVBUF could always reach. 512 MiB of
+ * lwIP memory holds 10,000 idle connections (~40 MiB at issue #6's
+ * 4 KiB each) beside a hundred
+ * with full 1 MiB windows both ways and out-of-order queues (~350 MiB);
+ * half of it may sit unread in receive queues, leaving the rest for
+ * sending, pcbs and the frames in flight. */
+#define NS_DEFAULT_MAX_BACKLOG 255u
+#define NS_DEFAULT_MAX_SOCK_BUF (64u << 20)
+#define NS_MIN_SOCK_BUF 2048u
+#define NS_MAX_SOCK_BUF (1u << 30)
+#define NS_DEFAULT_MAX_MEMORY ((size_t)512 << 20)
+#define NS_MIN_MEMORY ((size_t)64 << 10)
 #define NS_MAX_HOOKS 8
 
 struct ns_nic {
@@ -76,6 +89,8 @@ struct ns_stack {
 	struct ns_sock **socks;
 	unsigned nsocks_cap;	/* cfg.max_sockets */
 	unsigned sock_hint;
+	unsigned nsocks;	/* open now */
+	uint64_t sock_refused;	/* -EMFILE given */
 
 	struct ns_stats stats;
 

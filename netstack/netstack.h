@@ -79,6 +79,21 @@ struct ns_stack_config {
 	int log_level;		/* lines above this level are dropped; 0 = NS_LOG_INFO */
 	ns_log_fn log;		/* NULL = stderr, prefixed "netstack: " */
 	void *log_arg;
+	/*
+	 * Limits (see also max_sockets). Past one, the work is refused, never
+	 * the process: ns_socket()/ns_accept() get -EMFILE at max_sockets;
+	 * listen() backlogs are clamped to max_backlog, and SYNs beyond it are
+	 * dropped; SO_RCVBUF/SO_SNDBUF are clamped to max_sock_buf; received
+	 * data beyond max_rx_total is held back (TCP: lwIP keeps it, the peer
+	 * retransmits) or dropped (UDP); an lwIP allocation that would take
+	 * it past max_memory fails as on a full heap (frames dropped and
+	 * counted, new sockets -ENOMEM, sends -EAGAIN/-ENOBUFS).
+	 */
+	unsigned max_backlog;	/* 1..255 (lwIP's u8); 0 = 255 */
+	size_t max_sock_buf;	/* 2 KiB..1 GiB; 0 = 64 MiB */
+	size_t max_memory;	/* all lwIP allocations; >= 64 KiB; 0 = 512 MiB */
+	size_t max_rx_total;	/* unread received bytes over all sockets;
+				 * at most max_memory; 0 = max_memory / 2 */
 };
 
 /**
@@ -157,6 +172,32 @@ struct ns_stats {
  * Return: 0 or -EINVAL.
  */
 NS_EXPORT int ns_stack_stats(struct ns_stack *s, struct ns_stats *st);
+
+/* What the stack holds now against its limits, and how often a limit
+ * refused work since the process started. Levels, not counters of
+ * traffic: they are not saved in a checkpoint. */
+struct ns_usage {
+	uint64_t sockets;	/* open now */
+	uint64_t max_sockets;
+	uint64_t sock_refused;	/* ns_socket()/ns_accept() that got -EMFILE */
+	uint64_t mem_used;	/* bytes lwIP holds, allocator headers included */
+	uint64_t mem_peak;	/* the most it has held */
+	uint64_t max_memory;
+	uint64_t mem_refused;	/* lwIP allocations refused at max_memory */
+	uint64_t mem_pruned;	/* bytes of out-of-order TCP data dropped to make room */
+	uint64_t rx_queued;	/* unread received bytes over all sockets */
+	uint64_t max_rx_total;
+	uint64_t rx_refused;	/* segments held back, datagrams dropped at max_rx_total */
+};
+
+/**
+ * ns_stack_usage() - read the stack's usage against its limits
+ * @s: the stack
+ * @u: filled in
+ *
+ * Return: 0 or -EINVAL.
+ */
+NS_EXPORT int ns_stack_usage(struct ns_stack *s, struct ns_usage *u);
 
 /* ------------------------------------------------------------------ */
 /* Checkpoint and restore                                              */

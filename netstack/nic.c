@@ -347,6 +347,10 @@ void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 			if (!nic->up)
 				continue;
 			p = rx_pbuf(f->data, f->len);
+			/* At the memory limit, a peer's pile of out-of-order
+			 * data must not keep out its own (or anyone's) RST. */
+			if (!p && tcpip_mem_relieve())
+				p = rx_pbuf(f->data, f->len);
 			if (!p) {
 				LINK_STATS_INC(link.memerr);
 				LINK_STATS_INC(link.drop);

@@ -70,16 +70,19 @@ static struct ns_sock *sock_get(struct ns_stack *s, int id)
 	return s->socks[id];
 }
 
-/* The lowest free socket number from the hint on, or -EMFILE. */
-static int sock_free_slot(const struct ns_stack *s)
+/* The lowest free socket number from the hint on, or -EMFILE (counted). */
+static int sock_free_slot(struct ns_stack *s)
 {
 	unsigned i, id;
 
-	for (i = 0; i < s->nsocks_cap; i++) {
-		id = (s->sock_hint + i) % s->nsocks_cap;
-		if (!s->socks[id])
-			return (int)id;
+	if (s->nsocks < s->nsocks_cap) {
+		for (i = 0; i < s->nsocks_cap; i++) {
+			id = (s->sock_hint + i) % s->nsocks_cap;
+			if (!s->socks[id])
+				return (int)id;
+		}
 	}
+	s->sock_refused++;
 	return -EMFILE;
 }
 
@@ -113,6 +116,7 @@ static int sock_install_at(struct ns_stack *s, struct tcpip_ep *ep, bool nonbloc
 	ep->notify = sock_notify_stack;
 	ep->owner = k;
 	s->socks[id] = k;
+	s->nsocks++;
 	if (want < 0)
 		s->sock_hint = id + 1;
 	return (int)id;
@@ -371,6 +375,7 @@ int ns_shutdown(struct ns_stack *s, int sock, int how)
 static void sock_close_locked(struct ns_stack *s, struct ns_sock *k)
 {
 	s->socks[k->id] = NULL;
+	s->nsocks--;
 	if ((unsigned)k->id < s->sock_hint)
 		s->sock_hint = (unsigned)k->id;
 	k->closed = true;

@@ -83,8 +83,45 @@ void ns_log(struct ns_stack *s, int level, const char *fmt, ...)
 		fprintf(stderr, "netstack: %s\n", line);
 }
 
+/* Fill in the defaults of @c's limits. Return: 0, -EINVAL if one is out
+ * of range. */
+static int limits_settle(struct ns_stack_config *c)
+{
+	if (c->max_sockets > (1u << 24) || c->max_backlog > NS_DEFAULT_MAX_BACKLOG ||
+	    (c->max_sock_buf && (c->max_sock_buf < NS_MIN_SOCK_BUF || c->max_sock_buf > NS_MAX_SOCK_BUF)) ||
+	    (c->max_memory && c->max_memory < NS_MIN_MEMORY))
+		return -EINVAL;
+	if (!c->max_sockets)
+		c->max_sockets = NS_DEFAULT_MAX_SOCKETS;
+	if (!c->max_backlog)
+		c->max_backlog = NS_DEFAULT_MAX_BACKLOG;
+	if (!c->max_sock_buf)
+		c->max_sock_buf = NS_DEFAULT_MAX_SOCK_BUF;
+	if (!c->max_memory)
+		c->max_memory = NS_DEFAULT_MAX_MEMORY;
+	if (c->max_rx_total > c->max_memory)
+		return -EINVAL;
+	if (!c->max_rx_total)
+		c->max_rx_total = c->max_memory / 2;
+	return 0;
+}
+
+/* Make lwIP and the endpoints obey @c's limits (lock held). */
+static void limits_apply(const struct ns_stack_config *c)
+{
+	struct tcpip_ep_limits l = {
+		.max_backlog = c->max_backlog,
+		.max_sock_buf = c->max_sock_buf,
+		.max_rx_total = c->max_rx_total,
+	};
+
+	tcpip_ep_set_limits(&l);
+	tcpip_mem_set_limit(c->max_memory);
+}
+
 int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 {
+	struct ns_stack_config settled = { 0 };
 	struct ns_stack *s;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	unsigned i;
@@ -92,7 +129,9 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 
 	if (!stackp)
 		return -EINVAL;
-	if (cfg && cfg->max_sockets > (1u << 24))
+	if (cfg)
+		settled = *cfg;
+	if (limits_settle(&settled))
 		return -EINVAL;
 	tcpip_init();
 	tcpip_lock();
@@ -105,10 +144,7 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 		rc = -ENOMEM;
 		goto fail_unlock;
 	}
-	if (cfg)
-		s->cfg = *cfg;
-	if (!s->cfg.max_sockets)
-		s->cfg.max_sockets = NS_DEFAULT_MAX_SOCKETS;
+	s->cfg = settled;
 	if (!s->cfg.log_level)
 		s->cfg.log_level = NS_LOG_INFO;
 	s->next_nic_id = 1;
@@ -145,6 +181,7 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 	rc = tcpip_cond_init(&s->ckpt_cond);
 	if (rc)
 		goto fail_notify;
+	limits_apply(&s->cfg);
 	the_stack = s;
 	tcpip_unlock();
 	*stackp = s;
@@ -345,6 +382,30 @@ int ns_stack_stats(struct ns_stack *s, struct ns_stats *st)
 			 lwip_stats.ip6.drop + lwip_stats.icmp.drop + lwip_stats.icmp6.drop +
 			 lwip_stats.tcp.drop + lwip_stats.udp.drop + lwip_stats.nd6.drop +
 			 lwip_stats.ip_frag.drop + lwip_stats.ip6_frag.drop;
+	ns_unlock(s);
+	return 0;
+}
+
+int ns_stack_usage(struct ns_stack *s, struct ns_usage *u)
+{
+	struct tcpip_mem_usage m;
+	size_t queued;
+
+	if (!s || !u)
+		return -EINVAL;
+	ns_lock(s);
+	tcpip_mem_usage(&m);
+	tcpip_ep_usage(&queued, &u->rx_refused);
+	u->sockets = s->nsocks;
+	u->max_sockets = s->cfg.max_sockets;
+	u->sock_refused = s->sock_refused;
+	u->mem_used = m.used;
+	u->mem_peak = m.peak;
+	u->max_memory = s->cfg.max_memory;
+	u->mem_refused = m.refused;
+	u->mem_pruned = m.pruned;
+	u->rx_queued = queued;
+	u->max_rx_total = s->cfg.max_rx_total;
 	ns_unlock(s);
 	return 0;
 }

@@ -51,6 +51,46 @@ struct ep_full {
 #define UDP_MAX_PAYLOAD_V4 (0xffffu - 20u - 8u)
 #define UDP_MAX_PAYLOAD_V6 (0xffffu - 40u - 8u)
 
+/* The stack's limits (one stack per process, so they are global as lwIP
+ * is), and the unread received bytes queued over all endpoints. */
+static struct tcpip_ep_limits limits = {
+	.max_backlog = 0xff, .max_sock_buf = BUF_MAX, .max_rx_total = SIZE_MAX,
+};
+static size_t rx_total;
+static uint64_t rx_refused;
+
+void tcpip_ep_set_limits(const struct tcpip_ep_limits *l)
+{
+	limits = *l;
+}
+
+void tcpip_ep_usage(size_t *queued, uint64_t *refused)
+{
+	*queued = rx_total;
+	*refused = rx_refused;
+}
+
+/* Whether @len more received bytes may queue on @ep within the stack-wide
+ * total. An empty queue always takes one more, so every connection makes
+ * progress. (A TCP endpoint's own bound is its window, TCP_WND; UDP's is
+ * SO_RCVBUF, checked in udp_on_recv().) */
+static bool rx_fits(const struct tcpip_ep *ep, size_t len)
+{
+	return !ep->rx_bytes || rx_total + len <= limits.max_rx_total;
+}
+
+static void rx_add(struct tcpip_ep *ep, size_t len)
+{
+	ep->rx_bytes += len;
+	rx_total += len;
+}
+
+static void rx_sub(struct tcpip_ep *ep, size_t len)
+{
+	ep->rx_bytes -= len;
+	rx_total -= len;
+}
+
 static struct ep_opts *opts_of(struct tcpip_ep *ep)
 {
 	return &((struct ep_full *)ep)->opt;
@@ -269,10 +309,15 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		pbuf_free(p);
 		return ERR_OK;
 	}
-	/* Refused data stays with lwIP, which offers it again later. */
+	/* Refused data stays with lwIP, which offers it again later (when
+	 * the application reads, or on its fast timer). */
+	if (!rx_fits(ep, p->tot_len)) {
+		rx_refused++;
+		return ERR_MEM;
+	}
 	if (ring_push(&ep->rxq, p))
 		return ERR_MEM;
-	ep->rx_bytes += p->tot_len;
+	rx_add(ep, p->tot_len);
 	notify(ep);
 	return ERR_OK;
 }
@@ -375,6 +420,10 @@ static struct tcpip_ep *ep_alloc(int family, int type, tcpip_notify_fn fn, void 
 	f->ep.state = TCPIP_NEW;
 	f->ep.rcvbuf = type == SOCK_STREAM ? TCP_WND : UDP_RCVBUF_DEFAULT;
 	f->ep.sndbuf = type == SOCK_STREAM ? TCP_SND_BUF : UDP_RCVBUF_DEFAULT;
+	if (f->ep.rcvbuf > limits.max_sock_buf)
+		f->ep.rcvbuf = (unsigned)limits.max_sock_buf;
+	if (f->ep.sndbuf > limits.max_sock_buf)
+		f->ep.sndbuf = (unsigned)limits.max_sock_buf;
 	return &f->ep;
 }
 
@@ -465,7 +514,7 @@ static void free_rxq(struct tcpip_ep *ep)
 	free(ep->rxq.items);
 	ep->rxq.items = NULL;
 	ep->rxq.cap = 0;
-	ep->rx_bytes = 0;
+	rx_sub(ep, ep->rx_bytes);
 }
 
 void tcpip_ep_close(struct tcpip_ep *ep)
@@ -508,6 +557,11 @@ static void udp_on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip
 	(void)pcb;
 	if (ep->shut_rd || ep->rx_bytes + p->tot_len > ep->rcvbuf)
 		goto drop;
+	if (!rx_fits(ep, p->tot_len)) {
+		rx_refused++;	/* the stack's bound, not this socket's */
+		pbuf_free(p);
+		return;
+	}
 	d = malloc(sizeof(*d));
 	if (!d)
 		goto drop;
@@ -518,7 +572,7 @@ static void udp_on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip
 		free(d);
 		goto drop;
 	}
-	ep->rx_bytes += p->tot_len;
+	rx_add(ep, p->tot_len);
 	notify(ep);
 	return;
 drop:
@@ -570,8 +624,9 @@ int tcpip_ep_listen(struct tcpip_ep *ep, int backlog)
 		return -EOPNOTSUPP;
 	if (backlog <= 0)
 		backlog = 1;
-	if (backlog > 0xff)
-		backlog = 0xff;	/* lwIP's backlog is a u8 */
+	/* As Linux clamps to somaxconn; the ceiling is lwIP's u8 backlog. */
+	if (backlog > (int)limits.max_backlog)
+		backlog = (int)limits.max_backlog;
 	if (ep->state == TCPIP_LISTEN) {
 		ep->backlog = backlog;
 		tcp_backlog_set(ep->pcb.tcp, (u8_t)backlog);
@@ -824,9 +879,13 @@ static ssize_t stream_recv(struct tcpip_ep *ep, uint8_t *buf, size_t len, bool p
 	while (i--)
 		pbuf_free(ring_pop(&ep->rxq));
 	ep->rx_off = (uint16_t)off;
-	ep->rx_bytes -= copied;
+	rx_sub(ep, copied);
 	if (ep->pcb.tcp)
 		tcp_recved_all(ep->pcb.tcp, copied);
+	/* Data on_recv() refused for want of room comes in now, not at
+	 * lwIP's next fast timer. It may end the connection (a refused FIN). */
+	if (ep->pcb.tcp && ep->pcb.tcp->refused_data)
+		tcp_process_refused_data(ep->pcb.tcp);
 	return (ssize_t)copied;
 }
 
@@ -853,7 +912,7 @@ static ssize_t dgram_recv(struct tcpip_ep *ep, void *buf, size_t len, bool peek,
 		ip_to_sa(ep, &d->from, d->port, from, fromlen);
 	if (!peek) {
 		ring_pop(&ep->rxq);
-		ep->rx_bytes -= d->p->tot_len;
+		rx_sub(ep, d->p->tot_len);
 		pbuf_free(d->p);
 		free(d);
 	}
@@ -1033,7 +1092,10 @@ int tcpip_ep_setsockopt(struct tcpip_ep *ep, int level, int name, const void *va
 			break;
 		case SO_RCVBUF:
 		case SO_SNDBUF: {
-			unsigned b = v < (int)BUF_MIN ? BUF_MIN : (unsigned)v > BUF_MAX ? BUF_MAX : (unsigned)v;
+			/* Clamped, as Linux clamps to rmem_max/wmem_max. */
+			unsigned b = v < (int)BUF_MIN ? BUF_MIN :
+				     (size_t)v > limits.max_sock_buf ? (unsigned)limits.max_sock_buf :
+				     (unsigned)v;
 
 			if (name == SO_RCVBUF)
 				ep->rcvbuf = b;

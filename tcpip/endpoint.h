@@ -112,6 +112,16 @@ int tcpip_ep_shutdown(struct tcpip_ep *ep, int how);
 unsigned tcpip_ep_poll(const struct tcpip_ep *ep);
 int tcpip_ep_name(const struct tcpip_ep *ep, bool peer, struct sockaddr *sa, socklen_t *len);
 int tcpip_ep_setsockopt(struct tcpip_ep *ep, int level, int name, const void *val, socklen_t len);
+/* The limits every endpoint obeys (the stack's configuration). */
+struct tcpip_ep_limits {
+	unsigned max_backlog;	/* listen() backlogs are clamped to it: 1..255 (lwIP's u8) */
+	size_t max_sock_buf;	/* SO_RCVBUF/SO_SNDBUF are clamped to it */
+	size_t max_rx_total;	/* unread received bytes queued over all endpoints */
+};
+void tcpip_ep_set_limits(const struct tcpip_ep_limits *l);
+/* Received bytes queued now, and how often a segment or datagram was held
+ * back or dropped because it would have exceeded max_rx_total. */
+void tcpip_ep_usage(size_t *queued, uint64_t *refused);
 /* UDP datagrams dropped on full receive queues, all endpoints together. */
 uint64_t tcpip_ep_udp_drops(void);
 int tcpip_ep_getsockopt(struct tcpip_ep *ep, int level, int name, void *val, socklen_t *len);

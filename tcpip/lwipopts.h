@@ -22,6 +22,16 @@
  * thousands of sockets fit and nothing is sized at build time. */
 #define MEM_LIBC_MALLOC 1
 #define MEMP_MEM_MALLOC 1
+/* ...through an allocator that counts every byte against
+ * ns_stack_config.max_memory (tcpip/port.c): above it lwIP sees NULL, as
+ * on a full heap, and refuses the work instead of the process growing. */
+#define mem_clib_malloc tcpip_mem_malloc
+#define mem_clib_calloc tcpip_mem_calloc
+#define mem_clib_free tcpip_mem_free
+#include <stddef.h>
+void *tcpip_mem_malloc(size_t size);
+void *tcpip_mem_calloc(size_t count, size_t size);
+void tcpip_mem_free(void *mem);
 #define MEM_ALIGNMENT 8
 #define MEMP_NUM_TCP_PCB 65535		/* bounds only; real limit: ns_stack_config.max_sockets */
 #define MEMP_NUM_TCP_PCB_LISTEN 65535

@@ -2,12 +2,16 @@
 /*
  * port.c - the platform half of the lwIP port: the stack lock and its
  * core-locked assertion, lwIP's one-time initialisation, the err_t -> errno
- * map, diagnostics, randomness and the TCP initial sequence number hook.
- * Time and timers live in timers.c, on the timer wheel of timers/.
+ * map, diagnostics, randomness, the TCP initial sequence number hook, and
+ * the allocator behind every lwIP allocation, which counts bytes against the
+ * stack's memory limit. Time and timers live in timers.c, on the timer wheel
+ * of timers/.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +19,7 @@
 
 #include "clock.h"
 #include "lwip/init.h"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/sys.h"
 #include "tcpip.h"
 #include "tcpip_hooks.h"
@@ -69,6 +74,107 @@ void tcpip_assert_core_locked(void)
 {
 	if (!lock_held)
 		tcpip_assert_fail("lwIP called without the stack lock", __FILE__, __LINE__);
+}
+
+/*
+ * The memory limit. lwIP allocates everything - pbufs, pcbs, segments,
+ * reassembly - through mem_malloc() (MEM_LIBC_MALLOC, MEMP_MEM_MALLOC),
+ * which lwipopts.h points here. Each block carries its size in a header
+ * (mem_clib_free() gets no size), and the bytes in use are reserved before
+ * malloc() so a block never takes the total above the limit. Atomics, not
+ * the stack lock: pbufs may be freed by a thread that does not hold it.
+ */
+union mem_hdr {
+	size_t size;		/* the block's bytes, this header included */
+	max_align_t align;	/* what follows stays as aligned as malloc()'s */
+};
+
+static _Atomic size_t mem_used, mem_peak;
+static _Atomic size_t mem_limit = SIZE_MAX;
+static _Atomic uint64_t mem_refused;
+static uint64_t mem_pruned;	/* stack lock */
+
+void tcpip_mem_set_limit(size_t bytes)
+{
+	atomic_store(&mem_limit, bytes ? bytes : SIZE_MAX);
+}
+
+void tcpip_mem_usage(struct tcpip_mem_usage *u)
+{
+	size_t limit = atomic_load(&mem_limit);
+
+	u->used = atomic_load(&mem_used);
+	u->peak = atomic_load(&mem_peak);
+	u->limit = limit == SIZE_MAX ? 0 : limit;
+	u->refused = atomic_load(&mem_refused);
+	u->pruned = mem_pruned;
+}
+
+void *tcpip_mem_malloc(size_t size)
+{
+	size_t total = size + sizeof(union mem_hdr);
+	size_t used, peak;
+	union mem_hdr *h;
+
+	if (total < size)
+		goto refuse;
+	used = atomic_fetch_add_explicit(&mem_used, total, memory_order_relaxed) + total;
+	if (used > atomic_load_explicit(&mem_limit, memory_order_relaxed) || used < total)
+		goto unreserve;
+	h = malloc(total);
+	if (!h)
+		goto unreserve;
+	h->size = total;
+	peak = atomic_load_explicit(&mem_peak, memory_order_relaxed);
+	while (used > peak &&
+	       !atomic_compare_exchange_weak_explicit(&mem_peak, &peak, used, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+	return h + 1;
+unreserve:
+	atomic_fetch_sub_explicit(&mem_used, total, memory_order_relaxed);
+refuse:
+	atomic_fetch_add_explicit(&mem_refused, 1, memory_order_relaxed);
+	return NULL;
+}
+
+void *tcpip_mem_calloc(size_t count, size_t size)
+{
+	void *p;
+
+	if (size && count > SIZE_MAX / size) {
+		atomic_fetch_add_explicit(&mem_refused, 1, memory_order_relaxed);
+		return NULL;
+	}
+	p = tcpip_mem_malloc(count * size);
+	if (p)
+		memset(p, 0, count * size);
+	return p;
+}
+
+void tcpip_mem_free(void *mem)
+{
+	union mem_hdr *h;
+
+	if (!mem)
+		return;
+	h = (union mem_hdr *)mem - 1;
+	atomic_fetch_sub_explicit(&mem_used, h->size, memory_order_relaxed);
+	free(h);
+}
+
+size_t tcpip_mem_relieve(void)
+{
+	size_t before = atomic_load(&mem_used), freed;
+	struct tcp_pcb *pcb;
+
+	/* Out-of-order segments were never acknowledged: the peers send
+	 * them again, as Linux's tcp_prune_ofo_queue() counts on. */
+	for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+		tcp_free_ooseq(pcb);
+	freed = before - atomic_load(&mem_used);
+	mem_pruned += freed;
+	return freed;
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -42,6 +43,25 @@ int tcpip_cond_init(pthread_cond_t *cond);
 void tcpip_init(void);
 /* Map an lwIP err_t to a negative errno (0 for ERR_OK). */
 int tcpip_err_to_errno(err_t err);
+
+/* --- the memory limit: every lwIP allocation is counted (port.c) --- */
+
+struct tcpip_mem_usage {
+	size_t used;		/* bytes lwIP holds now, allocator headers included */
+	size_t peak;		/* the most it has held */
+	size_t limit;		/* 0: none */
+	uint64_t refused;	/* allocations refused: over the limit or malloc() failed */
+	uint64_t pruned;	/* bytes tcpip_mem_relieve() freed */
+};
+
+/* Refuse allocations that would take lwIP above @bytes (0: no limit).
+ * Lowering it below what is in use frees nothing; new allocations fail. */
+void tcpip_mem_set_limit(size_t bytes);
+void tcpip_mem_usage(struct tcpip_mem_usage *u);
+/* At the limit: drop every connection's out-of-order queue, the one thing
+ * lwIP holds that a peer can pile up and that may be dropped at will (it
+ * was never acknowledged). Return: the bytes freed. */
+size_t tcpip_mem_relieve(void);
 
 /* --- time: the stack clock and the timer wheel (timers.c) --- */
 
