@@ -79,6 +79,22 @@ static bool rx_fits(const struct tcpip_ep *ep, size_t len)
 	return !ep->rx_bytes || rx_total + len <= limits.max_rx_total;
 }
 
+/* Room in a TCP endpoint's send buffer: lwIP's own (TCP_SND_BUF, the
+ * ceiling) less what a smaller SO_SNDBUF withholds. Queued = unacked plus
+ * unsent bytes. */
+static size_t snd_room(const struct tcpip_ep *ep, const struct tcp_pcb *pcb)
+{
+	size_t queued = TCP_SND_BUF - pcb->snd_buf, room = pcb->snd_buf;
+
+	if (ep->sndbuf < TCP_SND_BUF) {
+		if (queued >= ep->sndbuf)
+			return 0;
+		if (room > ep->sndbuf - queued)
+			room = ep->sndbuf - queued;
+	}
+	return room;
+}
+
 static void rx_add(struct tcpip_ep *ep, size_t len)
 {
 	ep->rx_bytes += len;
@@ -752,7 +768,7 @@ static ssize_t stream_send(struct tcpip_ep *ep, const uint8_t *buf, size_t len)
 		return -EPIPE;
 	while (total < len) {
 		/* Not tcp_sndbuf(): it clamps to 16 bits. */
-		size_t room = pcb->snd_buf, chunk = len - total;
+		size_t room = snd_room(ep, pcb), chunk = len - total;
 		u8_t flags = TCP_WRITE_FLAG_COPY;
 		err_t err;
 
@@ -981,11 +997,13 @@ int tcpip_ep_shutdown(struct tcpip_ep *ep, int how)
 
 /* The raw snd_buf: lwIP's tcp_sndbuf() clamps it to 16 bits, which would
  * never reach a quarter of a 1 MiB buffer. */
-static bool tcp_writable(const struct tcp_pcb *pcb)
+static bool tcp_writable(const struct tcpip_ep *ep, const struct tcp_pcb *pcb)
 {
+	size_t cap = ep->sndbuf < TCP_SND_BUF ? ep->sndbuf : TCP_SND_BUF;
+
 	/* Wake writers only with room worth writing into (as Linux waits for
 	 * a third of the buffer), so a sender does not spin on slivers. */
-	return pcb->snd_buf >= TCP_SND_BUF / 4 && tcp_sndqueuelen(pcb) < TCP_SNDQUEUELOWAT;
+	return snd_room(ep, pcb) >= cap / 4 && tcp_sndqueuelen(pcb) < TCP_SNDQUEUELOWAT;
 }
 
 unsigned tcpip_ep_poll(const struct tcpip_ep *ep)
@@ -1014,7 +1032,7 @@ unsigned tcpip_ep_poll(const struct tcpip_ep *ep)
 			m |= POLLIN;
 		if (ep->rx_eof || ep->shut_rd)
 			m |= POLLRDHUP;
-		if (!ep->shut_wr && ep->pcb.tcp && tcp_writable(ep->pcb.tcp))
+		if (!ep->shut_wr && ep->pcb.tcp && tcp_writable(ep, ep->pcb.tcp))
 			m |= POLLOUT;
 		if ((ep->rx_eof || ep->shut_rd) && ep->shut_wr)
 			m |= POLLHUP;

@@ -392,6 +392,41 @@ Test(limits, sock_buf_is_clamped_to_max)
 	cr_expect_eq(v, 4096);
 }
 
+Test(limits, sndbuf_bounds_unacknowledged_tcp_data)
+{
+	struct ns_stack_config cfg = { 0 };
+	static uint8_t data[64 * 1024];
+	struct pollfd pfd;
+	struct tcp_peer p;
+	int l, c, v = 8192;
+	uint32_t start_seq;
+	ssize_t n, more;
+
+	start(&cfg);
+	l = listener(4);
+	cr_assert(peer_connect(&p, PEER_PORT, WAIT_MS));
+	c = accept_one(l);
+	cr_assert_geq(c, 0);
+	cr_assert_eq(ns_setsockopt(stack, c, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)), 0);
+	start_seq = p.rcv_nxt;
+	n = ns_send(stack, c, data, sizeof(data), MSG_DONTWAIT);
+	cr_assert_eq(n, 8192, "a send into an 8 KiB SO_SNDBUF took %zd bytes", n);
+	cr_assert_eq(ns_send(stack, c, data, sizeof(data), MSG_DONTWAIT), -EAGAIN);
+	pfd = (struct pollfd){ .fd = c, .events = POLLOUT };
+	cr_assert_eq(ns_poll(stack, &pfd, 1, 0), 0, "POLLOUT with the buffer full");
+	/* The peer acknowledges what came (the initial window's worth): that
+	 * much room again, no more. */
+	cr_assert(await_seg(&p, FRAME_TCP_ACK, WAIT_MS));
+	sleep_ms(50);
+	drain(NULL, 0);
+	peer_send(&p, FRAME_TCP_ACK, NULL, 0);
+	cr_assert_eq(ns_poll(stack, &pfd, 1, WAIT_MS), 1, "no POLLOUT once acknowledged");
+	more = ns_send(stack, c, data, sizeof(data), MSG_DONTWAIT);
+	cr_assert_gt(p.rcv_nxt - start_seq, 0);
+	cr_assert_eq(more, (ssize_t)(p.rcv_nxt - start_seq), "after an ACK of %u bytes: %zd",
+		     p.rcv_nxt - start_seq, more);
+}
+
 static int udp_socket(uint16_t port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
