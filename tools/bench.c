@@ -38,6 +38,26 @@ static const struct scenario scenarios[] = {
 	  "restore with 64 MiB, 1 GiB and 4 GiB of memory: first HTTP response,\n"
 	  "foreground vs --background, io_uring vs threads, load rate vs fio",
 	  bench_restore_main },
+	{ "stream", "[--json] [--quick] [--plot FILE.png] [--runs N] [--time S]",
+	  "bulk TCP into and out of the sandbox, MTU 1500 and 65520: stock iperf3\n"
+	  "against kernel/veth, netstack/TAP, pasta and slirp4netns; Gbit/s, CPU s/GB",
+	  bench_net_main },
+	{ "rr", "[--json] [--quick] [--plot FILE.png] [--runs N] [--time S]",
+	  "1-byte TCP request/response, pinned to one CPU and not; median, p99 us",
+	  bench_net_main },
+	{ "crr", "[--json] [--quick] [--plot FILE.png] [--runs N] [--time S]",
+	  "connect, 1-byte request/response, close: connections per second",
+	  bench_net_main },
+	{ "udp", "[--json] [--quick] [--plot FILE.png] [--runs N] [--time S]",
+	  "UDP datagrams of 64 and 1400 bytes into the sandbox: delivered pps, loss",
+	  bench_net_main },
+	{ "conns", "[--json] [--quick] [--conns N]",
+	  "10,000 idle TCP connections to one listener: the stack's resident\n"
+	  "memory per connection and per listener",
+	  bench_net_main },
+	{ "net", "[--json] [--quick] [--plot FILE.png] [--runs N] [--time S] [--conns N]",
+	  "stream, rr, crr, udp and conns in one run (every peer side by side)",
+	  bench_net_main },
 };
 
 #define SCENARIO_COUNT (sizeof(scenarios) / sizeof(scenarios[0]))

@@ -33,5 +33,6 @@ FILE *bench_table_file(bool json);
 int bench_timers_main(int argc, char **argv);	/* bench_timers.c */
 int bench_checkpoint_main(int argc, char **argv);	/* bench_checkpoint.c */
 int bench_restore_main(int argc, char **argv);	/* bench_restore.c */
+int bench_net_main(int argc, char **argv);	/* bench_net.c: stream rr crr udp conns net */
 
 #endif /* NETSTACK_BENCH_H */
