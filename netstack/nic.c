@@ -306,7 +306,11 @@ static bool net_runt(const uint8_t *d, size_t len)
 static struct pbuf *rx_pbuf(const uint8_t *data, size_t len)
 {
 	size_t guard = len < 0xffff ? 1 : 0;
-	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(len + guard), PBUF_RAM);
+	struct pbuf *p;
+
+	tcpip_mem_rx(true);	/* from the memory kept for received frames */
+	p = pbuf_alloc(PBUF_RAW, (u16_t)(len + guard), PBUF_RAM);
+	tcpip_mem_rx(false);
 
 	if (!p)
 		return NULL;
@@ -359,6 +363,9 @@ void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 			if (nic->netif.input(p, &nic->netif) != ERR_OK)
 				pbuf_free(p);
 		}
+		/* The batch hit the memory limit (an out-of-order segment
+		 * found no room, say): make room before the next. */
+		tcpip_mem_relieve_if_refused();
 		if (n < NS_RX_BATCH)
 			break;
 	}

@@ -83,7 +83,13 @@ void tcpip_assert_core_locked(void)
  * (mem_clib_free() gets no size), and the bytes in use are reserved before
  * malloc() so a block never takes the total above the limit. Atomics, not
  * the stack lock: pbufs may be freed by a thread that does not hold it.
+ *
+ * The last eighth of the limit is kept for received frames: at the limit,
+ * the frames that free memory - ACKs of queued data, FINs, RSTs - must
+ * still get in, and a flood of pcbs or queued segments must not lock them
+ * out. Everything else fails at seven eighths.
  */
+#define MEM_RX_RESERVE_DIV 8
 union mem_hdr {
 	size_t size;		/* the block's bytes, this header included */
 	max_align_t align;	/* what follows stays as aligned as malloc()'s */
@@ -93,6 +99,13 @@ static _Atomic size_t mem_used, mem_peak;
 static _Atomic size_t mem_limit = SIZE_MAX;
 static _Atomic uint64_t mem_refused;
 static uint64_t mem_pruned;	/* stack lock */
+static uint64_t mem_refused_seen;	/* stack lock: by tcpip_mem_relieve() */
+static _Thread_local bool mem_for_rx;	/* allocating a received frame */
+
+void tcpip_mem_rx(bool on)
+{
+	mem_for_rx = on;
+}
 
 void tcpip_mem_set_limit(size_t bytes)
 {
@@ -113,13 +126,15 @@ void tcpip_mem_usage(struct tcpip_mem_usage *u)
 void *tcpip_mem_malloc(size_t size)
 {
 	size_t total = size + sizeof(union mem_hdr);
-	size_t used, peak;
+	size_t used, peak, limit = atomic_load_explicit(&mem_limit, memory_order_relaxed);
 	union mem_hdr *h;
 
 	if (total < size)
 		goto refuse;
+	if (!mem_for_rx && limit != SIZE_MAX)
+		limit -= limit / MEM_RX_RESERVE_DIV;
 	used = atomic_fetch_add_explicit(&mem_used, total, memory_order_relaxed) + total;
-	if (used > atomic_load_explicit(&mem_limit, memory_order_relaxed) || used < total)
+	if (used > limit || used < total)
 		goto unreserve;
 	h = malloc(total);
 	if (!h)
@@ -174,7 +189,15 @@ size_t tcpip_mem_relieve(void)
 		tcp_free_ooseq(pcb);
 	freed = before - atomic_load(&mem_used);
 	mem_pruned += freed;
+	mem_refused_seen = atomic_load(&mem_refused);
 	return freed;
+}
+
+size_t tcpip_mem_relieve_if_refused(void)
+{
+	if (atomic_load_explicit(&mem_refused, memory_order_relaxed) == mem_refused_seen)
+		return 0;
+	return tcpip_mem_relieve();
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

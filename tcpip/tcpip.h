@@ -58,10 +58,17 @@ struct tcpip_mem_usage {
  * Lowering it below what is in use frees nothing; new allocations fail. */
 void tcpip_mem_set_limit(size_t bytes);
 void tcpip_mem_usage(struct tcpip_mem_usage *u);
+/* While on (this thread), allocations are for a received frame and may use
+ * the part of the limit kept for them. */
+void tcpip_mem_rx(bool on);
 /* At the limit: drop every connection's out-of-order queue, the one thing
  * lwIP holds that a peer can pile up and that may be dropped at will (it
  * was never acknowledged). Return: the bytes freed. */
 size_t tcpip_mem_relieve(void);
+/* The same if an allocation was refused since the last relief: called
+ * after input, where lwIP's queues may be changed (unlike inside the
+ * allocator, which may be called from the middle of them). */
+size_t tcpip_mem_relieve_if_refused(void);
 
 /* --- time: the stack clock and the timer wheel (timers.c) --- */
 

@@ -31,7 +31,7 @@
 #define PORT 80
 #define UDP_PORT 5353
 #define PEER_PORT 40000
-#define MAX_PEERS 16
+#define MAX_PEERS 4096
 #define MAX_SOCKS 60000
 
 static const uint8_t nic_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
@@ -45,7 +45,7 @@ static struct ns_endpoint *chan;
 static struct frame_path to4;
 
 /* The peers' connections, so frames the stack sends reach the right one. */
-static struct tcp_peer *peers[MAX_PEERS];
+static struct tcp_peer *peers[MAX_PEERS + 1];
 static size_t npeers;
 
 static uint64_t now_ms(void)
@@ -555,7 +555,7 @@ Test(limits, memory_exhaustion_refuses_new_work_and_spares_old_connections)
 	static int socks[MAX_SOCKS];
 	struct tcp_peer keep, flood[6], after;
 	uint32_t hole[6];
-	uint8_t dgram[1000] = { 0 };
+	uint8_t dgram[1000] = { 0 }, seg[SEG];
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9) };
 	struct ns_usage u;
 	int l, c, s, u_sock, i, nsocks, rc;
@@ -604,6 +604,11 @@ Test(limits, memory_exhaustion_refuses_new_work_and_spares_old_connections)
 	cr_assert_eq(n, -ENOBUFS, "ns_sendto at the memory limit: %zd", n);
 	n = ns_send(stack, c, dgram, sizeof(dgram), MSG_DONTWAIT);
 	cr_assert(n == -EAGAIN || n == -ENOBUFS || n == -ENOMEM, "ns_send at the memory limit: %zd", n);
+	/* Yet the older connection still receives: frames have memory of
+	 * their own that pcbs and queued segments cannot take. */
+	memset(seg, 0x03, sizeof(seg));
+	peer_send(&keep, FRAME_TCP_ACK | FRAME_TCP_PSH, seg, sizeof(seg));
+	read_exactly(c, sizeof(seg), 0x03);
 
 	/* The flood ends: its connections are reset - the RSTs get in with
 	 * memory still at the limit - and their memory is freed. */
@@ -625,4 +630,62 @@ Test(limits, memory_exhaustion_refuses_new_work_and_spares_old_connections)
 	rc = ns_close(stack, s);
 	cr_assert_eq(rc, 0);
 	cr_assert(peer_connect(&after, PEER_PORT + 100, WAIT_MS), "no new connection after the flood");
+}
+
+Test(limits, connection_flood_at_memory_limit_is_refused_then_recovers)
+{
+	struct ns_stack_config cfg = { .max_memory = 256 << 10, .max_sockets = MAX_PEERS + 8 };
+	static struct tcp_peer flood[MAX_PEERS];
+	static int socks[MAX_PEERS];
+	struct tcp_peer keep, after;
+	struct ns_usage u;
+	int l, c, n, i;
+
+	start(&cfg);
+	l = listener(255);
+	cr_assert(peer_connect(&keep, PEER_PORT, WAIT_MS));
+	c = accept_one(l);
+	cr_assert_geq(c, 0);
+	/* Connections, each accepted, until lwIP has no memory for a pcb:
+	 * the SYN then goes unanswered (dropped, counted), nothing crashes. */
+	for (n = 0; n < MAX_PEERS - 2; n++) {
+		if (!peer_connect(&flood[n], (uint16_t)(PEER_PORT + 1 + n), QUIET_MS))
+			break;
+		socks[n] = accept_one(l);
+		cr_assert_geq(socks[n], 0, "connection %d answered but not accepted: %d", n, socks[n]);
+	}
+	u = usage();
+	cr_log_info("connection flood: %d connections in %llu bytes, %llu allocations refused",
+		    n, (unsigned long long)u.max_memory, (unsigned long long)u.mem_refused);
+	cr_assert_lt(n, MAX_PEERS - 2, "%d connections fit in 256 KiB", n);
+	cr_assert_gt(n, 100, "only %d connections fit in 256 KiB", n);
+	cr_assert_gt(u.mem_refused, 0);
+	cr_assert_leq(u.mem_peak, u.max_memory);
+	/* A few bytes may be left, not a few pcbs' worth. */
+	for (i = n; i < MAX_PEERS; i++) {
+		socks[i] = ns_socket(stack, AF_INET, SOCK_STREAM, 0);
+		if (socks[i] < 0)
+			break;
+	}
+	cr_assert_eq(i < MAX_PEERS ? socks[i] : 0, -ENOMEM, "ns_socket after %d more", i - n);
+	cr_assert_lt(i - n, 4, "%d more sockets fitted", i - n);
+
+	/* The application closes the flood's connections; the one from
+	 * before works, and new connections are taken again. */
+	while (i-- > 0)
+		cr_assert_eq(ns_close(stack, socks[i]), 0);
+	/* Their peers reset them (a closed connection holds its pcb until
+	 * the peer is done): the RSTs get in from the memory kept for
+	 * received frames, though the rest is full of pcbs. */
+	drain(NULL, 0);
+	for (i = 0; i < n; i++)
+		peer_send(&flood[i], FRAME_TCP_RST, NULL, 0);
+	sleep_ms(100);
+	drain(NULL, 0);
+	u = usage();
+	cr_assert_lt(u.mem_used, u.max_memory / 2, "memory came back: %llu",
+		     (unsigned long long)u.mem_used);
+	assert_carries_data(&keep, c, 0x33);
+	npeers--;	/* the refused one's SYN-ACK may come late: forget it */
+	cr_assert(peer_connect(&after, PEER_PORT + MAX_PEERS, WAIT_MS), "no connection after the flood");
 }
