@@ -87,7 +87,10 @@ struct ns_stack_config {
 	 * data beyond max_rx_total is held back (TCP: lwIP keeps it, the peer
 	 * retransmits) or dropped (UDP); an lwIP allocation that would take
 	 * it past max_memory fails as on a full heap (frames dropped and
-	 * counted, new sockets -ENOMEM, sends -EAGAIN/-ENOBUFS).
+	 * counted, new sockets -ENOMEM, sends -EAGAIN/-ENOBUFS); the last
+	 * eighth of it is kept for received frames, so the ACKs and RSTs
+	 * that free memory still get in, and out-of-order TCP data (never
+	 * acknowledged) is dropped first.
 	 */
 	unsigned max_backlog;	/* 1..255 (lwIP's u8); 0 = 255 */
 	size_t max_sock_buf;	/* 2 KiB..1 GiB; 0 = 64 MiB */
