@@ -284,6 +284,8 @@ Test(limits, defaults_are_reported)
 	struct ns_usage u;
 
 	start(&cfg);
+	cr_assert_eq(ns_stack_usage(NULL, &u), -EINVAL);
+	cr_assert_eq(ns_stack_usage(stack, NULL), -EINVAL);
 	u = usage();
 	cr_expect_eq(u.max_sockets, 65536);
 	cr_expect_eq(u.max_memory, (uint64_t)512 << 20);
