@@ -8,14 +8,20 @@
  * them. Also container_of, which every endpoint uses to get from the common
  * head back to its own struct.
  *
- * No virtio-net header is used on these fds: received frames get a zero
- * offload header, and the offload fields of transmitted frames are ignored,
- * so the stack must hand them complete frames (checksums filled in, no GSO).
+ * A TAP opened by tap_dev.c carries a virtio-net header before every frame
+ * (TAP_IO_VNET): the kernel then hands over its large TCP segments (GSO, up
+ * to 64 KiB at any MTU) with the checksum left partial, and this path
+ * completes the checksum (tap_vnet_csum_complete()) so the stack above gets
+ * ordinary, valid frames, only fewer and bigger ones. On transmit the
+ * frame's offload fields become the header. The fd endpoint carries no
+ * header: received frames get a zero offload header, the offload fields of
+ * transmitted frames are ignored, and the stack must hand it complete frames.
  */
 #ifndef NETSTACK_TAP_IO_H
 #define NETSTACK_TAP_IO_H
 
 #include <errno.h>
+#include <linux/virtio_net.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -38,6 +44,10 @@
  * read is an empty datagram, handed up for the stack to count as a runt,
  * and not end of file. */
 #define TAP_IO_DGRAM 0x2u
+/* Every frame is preceded by a struct virtio_net_hdr (IFF_VNET_HDR). */
+#define TAP_IO_VNET 0x4u
+/* Gather entries of one frame on transmit, the header included. */
+#define TAP_IO_IOV_MAX 66
 
 /* An endpoint on a kernel fd that is owned by the endpoint. */
 struct tap_io {
@@ -80,6 +90,87 @@ static inline bool tap_io_err_transient(int err, bool tx)
 	}
 }
 
+/* The 16-bit ones' complement sum of @len bytes, added to @sum. */
+static inline uint32_t tap_csum_add(uint32_t sum, const uint8_t *p, size_t len)
+{
+	uint64_t acc = sum;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		/* Four 16-bit words at once; carries are folded below. */
+		acc += (w & 0xffff0000ffffull) + ((w >> 16) & 0xffff0000ffffull);
+	}
+	for (; len >= 2; p += 2, len -= 2) {
+		uint16_t w;
+
+		memcpy(&w, p, 2);
+		acc += w;
+	}
+	if (len) {
+		uint16_t w = 0;
+
+		memcpy(&w, p, 1);
+		acc += w;
+	}
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (uint32_t)acc;
+}
+
+/**
+ * tap_vnet_csum_complete() - finish a checksum the kernel left partial
+ * @frame: the frame; the checksum field is rewritten in place
+ * @len: its length
+ * @off: its offload header; VIRTIO_NET_HDR_F_NEEDS_CSUM is replaced by
+ *       VIRTIO_NET_HDR_F_DATA_VALID on success
+ *
+ * With NEEDS_CSUM, the field at csum_start + csum_offset holds the sum of
+ * the pseudo-header and the checksum is the complement of the sum of
+ * everything from csum_start on, that field included (virtio-net spec).
+ *
+ * Return: true, or false for offsets outside the frame (the caller drops
+ * it as malformed).
+ */
+static inline bool tap_vnet_csum_complete(uint8_t *frame, size_t len, struct tap_offload *off)
+{
+	size_t start = off->csum_start, field = start + off->csum_offset;
+	uint16_t sum;
+
+	if (!(off->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		return true;
+	if (start >= len || field + 2 > len)
+		return false;
+	sum = (uint16_t)~tap_csum_add(0, frame + start, len - start);
+	/* UDP sends an all-zero sum as all ones (0 means "none"); a TCP sum
+	 * of 0xffff and 0 are the same in ones' complement. */
+	memcpy(frame + field, &sum, 2);
+	off->flags = (uint8_t)((off->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) |
+			       VIRTIO_NET_HDR_F_DATA_VALID);
+	return true;
+}
+
+static inline void tap_vnet_to_offload(const struct virtio_net_hdr *h, struct tap_offload *off)
+{
+	off->flags = h->flags;
+	off->gso_type = h->gso_type;
+	off->hdr_len = h->hdr_len;
+	off->gso_size = h->gso_size;
+	off->csum_start = h->csum_start;
+	off->csum_offset = h->csum_offset;
+}
+
+static inline void tap_vnet_from_offload(const struct tap_offload *off, struct virtio_net_hdr *h)
+{
+	h->flags = off->flags;
+	h->gso_type = off->gso_type;
+	h->hdr_len = off->hdr_len;
+	h->gso_size = off->gso_size;
+	h->csum_start = off->csum_start;
+	h->csum_offset = off->csum_offset;
+}
+
 /*
  * tap_io_recv() - the recv op: read frames one by one into the caller's slots.
  *
@@ -98,12 +189,15 @@ static inline int tap_io_recv(struct ns_endpoint *ep, struct tap_rxframe *frames
 
 	while (got < n) {
 		struct tap_rxframe *f = &frames[got];
+		struct virtio_net_hdr vh;
 		uint8_t spare;
-		struct iovec iov[2] = {
+		bool vnet = io->flags & TAP_IO_VNET;
+		struct iovec iov[3] = {
+			{ .iov_base = &vh, .iov_len = sizeof(vh) },
 			{ .iov_base = f->data, .iov_len = f->cap },
 			{ .iov_base = &spare, .iov_len = 1 },
 		};
-		ssize_t r = readv(ep->fd, iov, 2);
+		ssize_t r = readv(ep->fd, iov + !vnet, 3 - !vnet);
 
 		if (r < 0) {
 			if (errno == EINTR)
@@ -117,12 +211,19 @@ static inline int tap_io_recv(struct ns_endpoint *ep, struct tap_rxframe *frames
 				break;
 			return -ECONNRESET;
 		}
+		memset(&f->off, 0, sizeof(f->off));
+		if (vnet) {
+			/* A read shorter than the header is a runt: zero length. */
+			r = r < (ssize_t)sizeof(vh) ? 0 : r - (ssize_t)sizeof(vh);
+			tap_vnet_to_offload(&vh, &f->off);
+		}
 		if ((size_t)r > f->cap) {
 			ep->rx_truncated++;
 			continue;
 		}
-		memset(&f->off, 0, sizeof(f->off));
 		f->len = (size_t)r;
+		if (!tap_vnet_csum_complete(f->data, f->len, &f->off))
+			f->len = 0;	/* the stack counts it as malformed */
 		got++;
 	}
 	return (int)got;
@@ -141,7 +242,18 @@ static inline int tap_io_send(struct ns_endpoint *ep, const struct tap_txframe *
 		const struct tap_txframe *f = &frames[sent];
 		ssize_t r;
 
-		if (io->flags & TAP_IO_SOCKET) {
+		if (io->flags & TAP_IO_VNET) {
+			struct virtio_net_hdr vh;
+			struct iovec iov[TAP_IO_IOV_MAX];
+
+			if (f->iovcnt >= TAP_IO_IOV_MAX)
+				break;	/* the caller counts it as dropped */
+			tap_vnet_from_offload(&f->off, &vh);
+			iov[0].iov_base = &vh;
+			iov[0].iov_len = sizeof(vh);
+			memcpy(iov + 1, f->iov, (size_t)f->iovcnt * sizeof(*iov));
+			r = writev(ep->fd, iov, f->iovcnt + 1);
+		} else if (io->flags & TAP_IO_SOCKET) {
 			struct msghdr msg = {
 				.msg_iov = (struct iovec *)f->iov,
 				.msg_iovlen = (size_t)f->iovcnt,

@@ -2,8 +2,9 @@
 /*
  * test_tap_dev.c - unit tests of tap/tap_dev.c: argument checks, creating a
  * TAP and attaching to an existing persistent one, the MTU read back, frames
- * both ways through the kernel (an ARP exchange), truncation, and a device
- * deleted under the endpoint. Everything that touches a device runs in a
+ * both ways through the kernel (an ARP exchange), truncation, a device
+ * deleted under the endpoint, and the virtio-net header path: a partial
+ * checksum completed (by hand and for a datagram the kernel sent). Everything that touches a device runs in a
  * private network namespace of the test's own process (Criterion runs each
  * test in its own process); without the privilege for that, or without
  * /dev/net/tun, those tests are skipped with the reason.
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "tap.h"
+#include "tap_io.h"
 
 
 /* Enter a fresh network namespace with IPv6 off, so the only frames on a
@@ -327,5 +329,131 @@ Test(tap_dev, deleted_device_fails_recv_and_send)
 	cr_assert_eq(r, -EBADFD, "recv after delete returned %d", r);
 	r = ep->ops->send(ep, &tx, 1);
 	cr_assert_eq(r, -EBADFD, "send after delete returned %d", r);
+	tap_endpoint_destroy(ep);
+}
+
+/* The Internet checksum of a UDP or TCP segment over IPv4, the reference
+ * the completed checksums are checked against: sum of the pseudo-header
+ * and the segment, complemented. @ip points at the IPv4 header. */
+static uint16_t l4_csum_ref(const uint8_t *ip, uint8_t proto, const uint8_t *seg, size_t len)
+{
+	uint32_t sum = 0;
+	size_t i;
+
+	for (i = 12; i < 20; i += 2)	/* source and destination addresses */
+		sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+	sum += proto + (uint32_t)len;
+	for (i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(seg[i] << 8 | seg[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)seg[len - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+Test(tap_dev, vnet_partial_tcp_checksum_is_completed)
+{
+	uint8_t f[14 + 20 + 20 + 1001] = { 0 };
+	uint8_t *ip = f + 14, *tcp = ip + 20;
+	size_t seglen = sizeof(f) - 34, i;
+	struct tap_offload off = {
+		.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34, .csum_offset = 16,
+	};
+	uint32_t pseudo = 0;
+	uint16_t want, got;
+
+	ip[0] = 0x45;
+	ip[9] = 6;
+	memcpy(ip + 12, "\xc6\x33\x64\x01\xc6\x33\x64\x02", 8);
+	tcp[12] = 5 << 4;
+	for (i = 20; i < seglen; i++)
+		tcp[i] = (uint8_t)(i * 7);	/* an odd length on purpose */
+	want = l4_csum_ref(ip, 6, tcp, seglen);
+	/* What the kernel leaves in the field: the folded pseudo-header sum. */
+	for (i = 12; i < 20; i += 2)
+		pseudo += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+	pseudo += 6 + (uint32_t)seglen;
+	while (pseudo >> 16)
+		pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+	tcp[16] = (uint8_t)(pseudo >> 8);
+	tcp[17] = (uint8_t)pseudo;
+	cr_assert(tap_vnet_csum_complete(f, sizeof(f), &off));
+	got = (uint16_t)(tcp[16] << 8 | tcp[17]);
+	cr_assert_eq(got, want, "checksum %#x, want %#x", got, want);
+	cr_assert_eq(off.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+}
+
+Test(tap_dev, vnet_checksum_offsets_past_the_frame_are_refused)
+{
+	uint8_t f[60] = { 0 };
+	struct tap_offload off = {
+		.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 50, .csum_offset = 16,
+	};
+
+	cr_assert_not(tap_vnet_csum_complete(f, sizeof(f), &off));
+	off.csum_start = 60;
+	off.csum_offset = 0;
+	cr_assert_not(tap_vnet_csum_complete(f, sizeof(f), &off));
+	off.flags = 0;	/* nothing to complete: fine whatever the offsets */
+	cr_assert(tap_vnet_csum_complete(f, sizeof(f), &off));
+}
+
+/* An ARP reply telling the kernel 198.51.100.2 is at 02:00:00:00:00:02. */
+static void arp_reply(uint8_t *f, const uint8_t *kernel_mac)
+{
+	static const uint8_t head[] = {
+		0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x02,
+		0x02, 0, 0, 0, 0, 0x02, 198, 51, 100, 2,	/* sender */
+	};
+
+	memset(f, 0, 60);
+	memcpy(f, kernel_mac, 6);
+	memcpy(f + 6, "\x02\0\0\0\0\x02", 6);
+	memcpy(f + 12, head, sizeof(head));
+	memcpy(f + 32, kernel_mac, 6);
+	memcpy(f + 38, "\xc6\x33\x64\x01", 4);
+}
+
+Test(tap_dev, kernel_datagram_arrives_with_a_valid_checksum)
+{
+	struct ns_endpoint *ep;
+	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(9) };
+	uint8_t buf[2048], reply[60], payload[333];
+	const struct iovec iov[] = { { reply, 60 } };
+	const struct tap_txframe tx = { .iov = iov, .iovcnt = 1, .len = 60 };
+	struct tap_rxframe rx = { .data = buf, .cap = sizeof(buf) };
+	bool got_udp = false;
+	int sk;
+
+	enter_netns();
+	cr_assert_eq(tap_tap_open("nstap0", TAP_CREATE, &ep), 0);
+	if_up_with_addr("nstap0");
+	inet_pton(AF_INET, "198.51.100.2", &dst.sin_addr);
+	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(sk, 0);
+	memset(payload, 0xa5, sizeof(payload));
+	cr_assert_eq(sendto(sk, payload, sizeof(payload), 0, (struct sockaddr *)&dst, sizeof(dst)),
+		     (ssize_t)sizeof(payload));
+	/* Answer the kernel's ARP request; then the datagram follows. */
+	while (!got_udp && wait_readable(ep->fd, 2000)) {
+		cr_assert_geq(ep->ops->recv(ep, &rx, 1), 0);
+		if (rx.len >= 42 && buf[12] == 0x08 && buf[13] == 0x06) {
+			arp_reply(reply, buf + 6);
+			cr_assert_eq(ep->ops->send(ep, &tx, 1), 1);
+		} else if (rx.len >= 42 && buf[12] == 0x08 && buf[13] == 0x00 && buf[23] == 17) {
+			const uint8_t *udp = buf + 34;
+			size_t len = (size_t)(udp[4] << 8 | udp[5]);
+			uint16_t sum = (uint16_t)(udp[6] << 8 | udp[7]);
+
+			cr_assert_eq(len, 8 + sizeof(payload));
+			cr_assert_eq(l4_csum_ref(buf + 14, 17, udp, len), 0,
+				     "UDP checksum %#x does not verify", sum);
+			cr_assert_eq(rx.off.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM, 0);
+			got_udp = true;
+		}
+	}
+	cr_assert(got_udp, "the datagram never came out of the TAP");
+	close(sk);
 	tap_endpoint_destroy(ep);
 }
