@@ -2084,6 +2084,26 @@ static bool memory_digest(struct daemon *d, const struct ns_memfile_progress *p,
 	return have;
 }
 
+static void state_usage(struct daemon *d, struct sbuf *b)
+{
+	struct ns_usage u;
+
+	if (ns_stack_usage(d->stack, &u) < 0) {
+		sb_printf(b, ",\n  \"usage\": null");
+		return;
+	}
+	sb_printf(b,
+		  ",\n  \"usage\": {\n"
+		  "    \"sockets\": %" PRIu64 ", \"max_sockets\": %" PRIu64
+		  ", \"sock_refused\": %" PRIu64 ",\n"
+		  "    \"mem_used\": %" PRIu64 ", \"mem_peak\": %" PRIu64 ", \"max_memory\": %" PRIu64
+		  ", \"mem_refused\": %" PRIu64 ", \"mem_pruned\": %" PRIu64 ",\n"
+		  "    \"rx_queued\": %" PRIu64 ", \"max_rx_total\": %" PRIu64
+		  ", \"rx_refused\": %" PRIu64 "\n  }",
+		  u.sockets, u.max_sockets, u.sock_refused, u.mem_used, u.mem_peak, u.max_memory,
+		  u.mem_refused, u.mem_pruned, u.rx_queued, u.max_rx_total, u.rx_refused);
+}
+
 static void state_memory(struct daemon *d, struct sbuf *b)
 {
 	struct ns_memfile_progress p;
@@ -2145,6 +2165,7 @@ static void state_build(struct daemon *d, struct sbuf *b)
 	state_routes(d, b);
 	state_sockets(d, b);
 	state_counters(d, b);
+	state_usage(d, b);
 	state_memory(d, b);
 	sb_printf(b, "\n}\n");
 }

@@ -111,6 +111,9 @@ def body(ns, cli, tmp):
            "--service", "tcp:80:http", "--memory", "1G", IDENT)
     m0 = memory(cli, IDENT)
     log(f"run --memory 1G: {m0}")
+    u = cli.state(IDENT).get("usage")
+    check(isinstance(u, dict) and u["sockets"] >= 1 and 0 < u["mem_used"] <= u["max_memory"],
+          f"state's usage: {u!r}")
     check(m0["bytes"] == MEMORY, f"memory.bytes {m0['bytes']}, want {MEMORY}")
     check(m0["done"] and m0["backend"] == "none" and m0["error"] is None, f"{m0}")
     digest = m0["digest"]
