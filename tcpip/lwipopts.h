@@ -123,6 +123,10 @@ void tcpip_mem_free(void *mem);
 #define TCP_MSS 65440
 /* The MSS the send queue is sized for: Ethernet's, the smallest common one. */
 #define TCP_MSS_SMALL 1460
+/* 1 MiB each way: 2 MiB measured no faster on a TAP (stream, MTU 65520,
+ * 3 runs: into the stack 0.37x vs 0.46x kernel, out 0.78x vs 0.75x, both
+ * within the run-to-run spread), and 4 MiB would need a larger window
+ * scale. A busy connection's buffers stay at 2 MiB. */
 #define TCP_WND (1024 * 1024)
 #define TCP_SND_BUF (1024 * 1024)
 /* Segments queued per connection: the send buffer in pieces of the small
@@ -182,9 +186,44 @@ void tcpip_mem_free(void *mem);
 #define MLD6_STATS 1
 #define ND6_STATS 1
 
-/* Checksums are generated and checked in software until the fast-path
- * offloads land (per NIC, LWIP_CHECKSUM_CTRL_PER_NETIF). */
+/* Checksums are generated and checked in software (per NIC,
+ * LWIP_CHECKSUM_CTRL_PER_NETIF); outgoing ones while the data is copied in. */
 #define LWIP_CHECKSUM_ON_COPY 1
+
+/* lwIP's checksum routine, eight bytes per step instead of lwIP's two:
+ * perf (cpu-clock) of netstack-bench stream into the stack at MTU 1500 put
+ * 27.5% of the stack process in lwip_standard_chksum. The sum of words
+ * loaded in host order, as lwIP's own: lwIP folds and swaps around it. */
+#include <stdint.h>
+#include <string.h>
+static inline uint16_t tcpip_lwip_chksum(const void *data, int len)
+{
+	const uint8_t *p = data;
+	uint64_t acc = 0;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		acc += (w & 0xffff0000ffffull) + ((w >> 16) & 0xffff0000ffffull);
+	}
+	for (; len >= 2; p += 2, len -= 2) {
+		uint16_t w;
+
+		memcpy(&w, p, 2);
+		acc += w;
+	}
+	if (len > 0) {
+		uint16_t w = 0;
+
+		memcpy(&w, p, 1);
+		acc += w;
+	}
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (uint16_t)acc;
+}
+#define LWIP_CHKSUM tcpip_lwip_chksum
 
 /* Hooks into netstack: the route table (gateway routes; connected subnets
  * are lwIP's own), the core-lock check, and RST accounting. */
