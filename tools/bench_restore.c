@@ -58,7 +58,7 @@ struct mode {
 
 static const struct mode modes[] = {
 	{ .name = "fg io_uring", .backend = NS_MEMFILE_IO_URING },
-	{ .name = "fg io_uring 1 thr", .backend = NS_MEMFILE_IO_URING, .loaders = 1 },
+	{ .name = "fg io_uring 2 thr", .backend = NS_MEMFILE_IO_URING, .loaders = 2 },
 	{ .name = "fg threads", .backend = NS_MEMFILE_THREADS },
 	{ .name = "bg io_uring", .background = true, .backend = NS_MEMFILE_IO_URING },
 	{ .name = "bg threads", .background = true, .backend = NS_MEMFILE_THREADS },
