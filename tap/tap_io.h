@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "tap.h"
+#include "tap_csum.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) \
@@ -88,35 +89,6 @@ static inline bool tap_io_err_transient(int err, bool tx)
 	default:
 		return false;
 	}
-}
-
-/* The 16-bit ones' complement sum of @len bytes, added to @sum. */
-static inline uint32_t tap_csum_add(uint32_t sum, const uint8_t *p, size_t len)
-{
-	uint64_t acc = sum;
-
-	for (; len >= 8; p += 8, len -= 8) {
-		uint64_t w;
-
-		memcpy(&w, p, 8);
-		/* Four 16-bit words at once; carries are folded below. */
-		acc += (w & 0xffff0000ffffull) + ((w >> 16) & 0xffff0000ffffull);
-	}
-	for (; len >= 2; p += 2, len -= 2) {
-		uint16_t w;
-
-		memcpy(&w, p, 2);
-		acc += w;
-	}
-	if (len) {
-		uint16_t w = 0;
-
-		memcpy(&w, p, 1);
-		acc += w;
-	}
-	while (acc >> 16)
-		acc = (acc & 0xffff) + (acc >> 16);
-	return (uint32_t)acc;
 }
 
 /**
