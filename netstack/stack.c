@@ -378,8 +378,11 @@ int ns_stack_stats(struct ns_stack *s, struct ns_stats *st)
 	st->ip_lenerr = lwip_stats.ip.lenerr + lwip_stats.ip6.lenerr;
 	st->tcp_chkerr = lwip_stats.tcp.chkerr;
 	st->udp_chkerr = lwip_stats.udp.chkerr;
+	/* lwIP counts an ICMPv4 checksum error in icmp.chkerr alone (ICMPv6
+	 * counts it in icmp6.drop as well): it is a drop all the same. */
 	st->rx_dropped = lwip_stats.link.drop + lwip_stats.etharp.drop + lwip_stats.ip.drop +
-			 lwip_stats.ip6.drop + lwip_stats.icmp.drop + lwip_stats.icmp6.drop +
+			 lwip_stats.ip6.drop + lwip_stats.icmp.drop + lwip_stats.icmp.chkerr +
+			 lwip_stats.icmp6.drop +
 			 lwip_stats.tcp.drop + lwip_stats.udp.drop + lwip_stats.nd6.drop +
 			 lwip_stats.ip_frag.drop + lwip_stats.ip6_frag.drop;
 	ns_unlock(s);
