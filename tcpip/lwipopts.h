@@ -207,6 +207,9 @@ void tcpip_mem_free(void *mem);
 #define LWIP_HOOK_ND6_GET_GW(netif, dest) tcpip_hook_ip6_gateway((netif), (dest))
 #define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port) \
 	tcpip_hook_tcp_isn((local_ip), (local_port), (remote_ip), (remote_port))
+/* Segments lwIP 2.1.3 cannot take: see tcpip_hook_tcp_inpkt(). */
+#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
+	tcpip_hook_tcp_inpkt((pcb), (hdr), (p))
 
 #ifndef NDEBUG
 void tcpip_assert_core_locked(void);

@@ -378,6 +378,33 @@ static void addr_bytes(const ip_addr_t *ip, uint64_t *out)
 		memcpy(out, &ip_2_ip4(ip)->addr, 4);
 }
 
+/*
+ * A segment of a connection, before lwIP's tcp_input() sees it. lwIP 2.1.3
+ * trims a segment that overlaps rcv_nxt by (rcv_nxt - seqno) bytes and
+ * asserts that this is under 64 KiB, which no real segment exceeds; but a
+ * segment whose sequence number lies 2^31 from rcv_nxt passes its signed
+ * TCP_SEQ_BETWEEN() test as an overlap, and one such segment from a peer
+ * aborted the stack (found by fuzz_frame). It is dropped and counted here.
+ */
+err_t tcpip_hook_tcp_inpkt(struct tcp_pcb *pcb, const struct tcp_hdr *hdr, const struct pbuf *p)
+{
+	u32_t seqno, tcplen;
+
+	/* A listener's pcb is a struct tcp_pcb_listen: no rcv_nxt to read. */
+	if (pcb->state == LISTEN || pcb->state == CLOSED || pcb->state == SYN_SENT)
+		return ERR_OK;
+	/* tcp_input() has turned the header to host order in place. */
+	seqno = hdr->seqno;
+	/* p->payload is the data here: the header is already past. */
+	tcplen = (u32_t)p->tot_len + ((TCPH_FLAGS(hdr) & (TCP_FIN | TCP_SYN)) ? 1u : 0u);
+	if (tcplen && TCP_SEQ_BETWEEN(pcb->rcv_nxt, seqno + 1, seqno + tcplen - 1) &&
+	    pcb->rcv_nxt - seqno >= 0xffff) {
+		TCP_STATS_INC(tcp.drop);
+		return ERR_VAL;
+	}
+	return ERR_OK;
+}
+
 u32_t tcpip_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port,
 			 const ip_addr_t *remote_ip, u16_t remote_port)
 {

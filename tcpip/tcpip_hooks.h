@@ -16,5 +16,9 @@ struct netif *tcpip_hook_ip6_route(const ip6_addr_t *src, const ip6_addr_t *dest
 const ip6_addr_t *tcpip_hook_ip6_gateway(struct netif *netif, const ip6_addr_t *dest);
 u32_t tcpip_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port,
 			 const ip_addr_t *remote_ip, u16_t remote_port);
+struct tcp_pcb;
+struct tcp_hdr;
+struct pbuf;
+err_t tcpip_hook_tcp_inpkt(struct tcp_pcb *pcb, const struct tcp_hdr *hdr, const struct pbuf *p);
 
 #endif /* NETSTACK_TCPIP_HOOKS_H */

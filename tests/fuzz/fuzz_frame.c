@@ -101,7 +101,6 @@ struct conn {
 
 static uint64_t fake_ns = START_NS;
 static bool trace;		/* FUZZ_FRAME_TRACE set: print what the stack sends */
-static bool let_known;		/* FUZZ_FRAME_KNOWN set: known crashes are not filtered */
 static struct ns_stack *stack;
 static struct ns_endpoint *chan;
 static struct frame_path to4, to6;
@@ -229,41 +228,6 @@ static void rebase(const struct repair_l4 *l)
 		repair_put32(l->hdr + 8, repair_get32(l->hdr + 8) + pcb->snd_nxt);
 	}
 	ns_unlock(stack);
-}
-
-/*
- * An open bug, kept out of the fuzzer's way so that it can find others:
- * lwIP 2.1.3's tcp_receive() asserts ("insane offset!", an abort) on a
- * segment with data whose sequence number lies 2^31 bytes before the
- * connection's rcv_nxt - TCP_SEQ_BETWEEN() takes it for an overlap to trim.
- * One segment from a peer aborts the stack. It needs lwIP's
- * LWIP_HOOK_TCP_INPACKET_PCB (lwipopts.h) to drop such segments; the input
- * is tests/fuzz/known-crashes/fuzz_frame/tcp-seq-half-space-trim-abort
- * (FUZZ_FRAME_KNOWN=1 lets it through). Remove this filter with the fix,
- * and move that input to regressions/.
- */
-static bool known_lwip_abort(const struct repair_l4 *l)
-{
-	struct tcp_pcb *pcb;
-	uint32_t seqno, tcplen, off;
-	size_t hl;
-	bool bait = false;
-
-	if (let_known || !l->hdr || l->proto != IPPROTO_TCP || l->len < FRAME_TCP_HLEN)
-		return false;
-	hl = (size_t)(l->hdr[12] >> 4) * 4;
-	if (hl < FRAME_TCP_HLEN || hl > l->len)
-		return false;
-	seqno = repair_get32(l->hdr + 4);
-	tcplen = (uint32_t)(l->len - hl) + ((l->hdr[13] & (FRAME_TCP_SYN | FRAME_TCP_FIN)) ? 1 : 0);
-	ns_lock(stack);
-	pcb = pcb_find(repair_get16(l->hdr + 2), repair_get16(l->hdr));
-	if (pcb && tcplen) {
-		off = pcb->rcv_nxt - seqno;
-		bait = TCP_SEQ_BETWEEN(pcb->rcv_nxt, seqno + 1, seqno + tcplen - 1) && off >= 0xffff;
-	}
-	ns_unlock(stack);
-	return bait;
 }
 
 /* ------------------------------------------------------------------ */
@@ -442,7 +406,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	trace = getenv("FUZZ_FRAME_TRACE");
-	let_known = getenv("FUZZ_FRAME_KNOWN");
 	/* Before the first stack: lwIP's cyclic timers start on this clock. */
 	tcpip_clock_use_source(fake_source, NULL);
 	rc = ns_stack_new(&cfg, &stack);
@@ -491,8 +454,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			rebase(&l);
 		if (ctl & FUZZ_CSUM)
 			repair_csums(frame_buf, len, &l);
-		if (!known_lwip_abort(&l))
-			inject(frame_buf, len);
+		inject(frame_buf, len);
 		if (!(ctl & FUZZ_BATCH) || size < FUZZ_REC_HDR)
 			run();
 		if (ctl & FUZZ_APP_SHUT) {
