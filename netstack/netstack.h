@@ -313,8 +313,8 @@ struct ns_restore_opts {
 	bool direct;		/* read pages.img with O_DIRECT */
 	enum ns_memfile_backend backend;
 	unsigned read_kib;	/* largest read, KiB; 0: 256 */
-	unsigned queue_depth;	/* reads in flight (threads in the pool); 0: 64 (4) */
-	unsigned loaders;	/* io_uring loader threads; 0: 1 */
+	unsigned queue_depth;	/* reads in flight (pool threads); 0: 64 (4, 1 in the background) */
+	unsigned loaders;	/* io_uring loader threads; 0: 2 (1 in the background) */
 	/* With background: register the regions with userfaultfd, so that a
 	 * thread touching a page not loaded yet waits while its chunk jumps
 	 * the queue; no ns_memfile_await() needed. Pages arrive whole and

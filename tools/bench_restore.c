@@ -58,7 +58,7 @@ struct mode {
 
 static const struct mode modes[] = {
 	{ .name = "fg io_uring", .backend = NS_MEMFILE_IO_URING },
-	{ .name = "fg io_uring 2 thr", .backend = NS_MEMFILE_IO_URING, .loaders = 2 },
+	{ .name = "fg io_uring 1 thr", .backend = NS_MEMFILE_IO_URING, .loaders = 1 },
 	{ .name = "fg threads", .backend = NS_MEMFILE_THREADS },
 	{ .name = "bg io_uring", .background = true, .backend = NS_MEMFILE_IO_URING },
 	{ .name = "bg threads", .background = true, .backend = NS_MEMFILE_THREADS },
@@ -369,7 +369,7 @@ int bench_restore_main(int argc, char **argv)
 	table = bench_table_file(json);
 	fprintf(table, "restore: channel NIC, one HTTP listener, N MiB of memory (about half zero\n"
 		"pages); each step in a fresh process; %u KiB reads, %u in flight (io_uring),\n"
-		"4 threads (pool); fio reads the same pages.img the same way\n\n",
+		"4 threads (pool), 1 of either in the background; fio reads pages.img the same way\n\n",
 		READ_KIB, QUEUE_DEPTH);
 	fprintf(table, "%8s %-19s %10s %10s %9s %9s %9s %6s\n", "MiB", "mode", "restore ms",
 		"1st HTTP", "load ms", "MiB/s", "fio MiB/s", "ratio");
