@@ -14,7 +14,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -98,6 +100,56 @@ uint64_t bench_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/**
+ * bench_ms_since() - milliseconds since @t0
+ * @t0: a bench_now_ns() value
+ *
+ * Return: the time since, in ms.
+ */
+double bench_ms_since(uint64_t t0)
+{
+	return (double)(bench_now_ns() - t0) / 1e6;
+}
+
+/**
+ * bench_in_child() - run @fn in a fresh process, as a restore needs one
+ * @fn: the work; fills @result (its copy in the child) and returns 0 or -1
+ * @arg: passed to @fn
+ * @result: in: what the child starts from; out: what it ended with
+ * @size: the size of @result
+ *
+ * The child's @result comes back through a pipe.
+ *
+ * Return: 0 when @fn returned 0 and the child exited cleanly, else -1.
+ */
+int bench_in_child(int (*fn)(void *arg, void *result), void *arg, void *result, size_t size)
+{
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(fds))
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		int rc;
+
+		close(fds[0]);
+		rc = fn(arg, result);
+		_exit(write(fds[1], result, size) == (ssize_t)size && rc == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	n = read(fds[0], result, size);
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	return n == (ssize_t)size && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 /**

@@ -12,6 +12,7 @@
 #define NETSTACK_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -27,6 +28,8 @@ enum {
 int bench_fail(int code, const char *scenario, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 uint64_t bench_now_ns(void);
+double bench_ms_since(uint64_t t0);
+int bench_in_child(int (*fn)(void *arg, void *result), void *arg, void *result, size_t size);
 FILE *bench_table_file(bool json);
 
 /* The scenarios, one file each. */

@@ -16,7 +16,6 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -34,13 +33,7 @@ struct result {
 	double checkpoint_ms;
 	double restore_ms;		/* ns_stack_restore() alone */
 	double first_response_ms;	/* restore start to the first SYN-ACK */
-	int ok;
 };
-
-static double ms_since(uint64_t t0)
-{
-	return (double)(bench_now_ns() - t0) / 1e6;
-}
 
 static int checkpoint_child(const char *dir, unsigned listeners, struct result *r)
 {
@@ -72,7 +65,7 @@ static int checkpoint_child(const char *dir, unsigned listeners, struct result *
 	t0 = bench_now_ns();
 	if (ns_stack_checkpoint(s, dir, NULL))
 		return -1;
-	r->checkpoint_ms = ms_since(t0);
+	r->checkpoint_ms = bench_ms_since(t0);
 	return 0;
 }
 
@@ -122,44 +115,31 @@ static int restore_child(const char *dir, struct result *r)
 		fprintf(stderr, "%s: restore: %s\n", BENCH_PROG, why);
 		return -1;
 	}
-	r->restore_ms = ms_since(t0);
+	r->restore_ms = bench_ms_since(t0);
 	if (first_response(re.ep))
 		return -1;
-	r->first_response_ms = ms_since(t0);
+	r->first_response_ms = bench_ms_since(t0);
 	return 0;
 }
 
-/* Run @fn in a fresh process; its result comes back through a pipe. */
-static int in_child(int (*fn)(const char *, unsigned, struct result *), const char *dir,
-		    unsigned listeners, struct result *r)
+/* What a child needs: the image directory and the listener count. */
+struct job {
+	const char *dir;
+	unsigned listeners;
+};
+
+static int checkpoint_job(void *arg, void *result)
 {
-	int fds[2], status;
-	pid_t pid;
+	const struct job *j = arg;
 
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		struct result mine = *r;
-
-		close(fds[0]);
-		mine.ok = fn(dir, listeners, &mine) == 0;
-		_exit(write(fds[1], &mine, sizeof(mine)) == sizeof(mine) && mine.ok ? 0 : 1);
-	}
-	close(fds[1]);
-	if (read(fds[0], r, sizeof(*r)) != sizeof(*r))
-		r->ok = 0;
-	close(fds[0]);
-	waitpid(pid, &status, 0);
-	return r->ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+	return checkpoint_child(j->dir, j->listeners, result);
 }
 
-static int restore_adapter(const char *dir, unsigned listeners, struct result *r)
+static int restore_job(void *arg, void *result)
 {
-	(void)listeners;
-	return restore_child(dir, r);
+	const struct job *j = arg;
+
+	return restore_child(j->dir, result);
 }
 
 int bench_checkpoint_main(int argc, char **argv)
@@ -198,9 +178,11 @@ int bench_checkpoint_main(int argc, char **argv)
 	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
 		struct result r = { 0 };
 
+		struct job job = { .dir = dir, .listeners = counts[i] };
+
 		snprintf(dir, sizeof(dir), "%s/img-%u", root, counts[i]);
-		if (in_child(checkpoint_child, dir, counts[i], &r) ||
-		    in_child(restore_adapter, dir, counts[i], &r)) {
+		if (bench_in_child(checkpoint_job, &job, &r, sizeof(r)) ||
+		    bench_in_child(restore_job, &job, &r, sizeof(r))) {
 			rc = bench_fail(BENCH_EXIT_RUNTIME, SCENARIO, "%u listeners: run failed", counts[i]);
 			break;
 		}

@@ -29,7 +29,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -74,7 +73,6 @@ struct result {
 	double first_response_ms;	/* restore start to the HTTP response */
 	double load_ms;			/* the loader's elapsed time */
 	uint64_t data_bytes;
-	int ok;
 };
 
 /* The children's stacks say nothing: their log lines would cut the table. */
@@ -86,11 +84,6 @@ static void quiet(void *arg, int level, const char *msg)
 }
 
 static const struct ns_stack_config quiet_cfg = { .log = quiet };
-
-static double ms_since(uint64_t t0)
-{
-	return (double)(bench_now_ns() - t0) / 1e6;
-}
 
 static int checkpoint_child(const char *dir, uint64_t size)
 {
@@ -199,10 +192,10 @@ static int restore_child(const char *dir, const struct mode *m, struct result *r
 		fprintf(stderr, "%s: restore: %s\n", BENCH_PROG, why);
 		return -1;
 	}
-	r->restore_ms = ms_since(t0);
+	r->restore_ms = bench_ms_since(t0);
 	if (pthread_create(&th, NULL, http_thread, s) || http_exchange(re.ep))
 		return -1;
-	r->first_response_ms = ms_since(t0);
+	r->first_response_ms = bench_ms_since(t0);
 	pthread_join(th, NULL);
 	if (ns_memfile_wait(s, 600000) || ns_memfile_progress(s, &p))
 		return -1;
@@ -211,30 +204,19 @@ static int restore_child(const char *dir, const struct mode *m, struct result *r
 	return 0;
 }
 
-/* Run @fn in a fresh process; its result comes back through a pipe. */
-static int in_child(const char *dir, uint64_t size, const struct mode *m, struct result *r)
+/* What a child does: a checkpoint of @size bytes of memory (mode NULL),
+ * or a restore in @mode. */
+struct job {
+	const char *dir;
+	uint64_t size;
+	const struct mode *mode;
+};
+
+static int job_run(void *arg, void *result)
 {
-	int fds[2], status;
-	pid_t pid;
+	const struct job *j = arg;
 
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		struct result mine = { 0 };
-
-		close(fds[0]);
-		mine.ok = (m ? restore_child(dir, m, &mine) : checkpoint_child(dir, size)) == 0;
-		_exit(write(fds[1], &mine, sizeof(mine)) == sizeof(mine) && mine.ok ? 0 : 1);
-	}
-	close(fds[1]);
-	if (read(fds[0], r, sizeof(*r)) != sizeof(*r))
-		r->ok = 0;
-	close(fds[0]);
-	waitpid(pid, &status, 0);
-	return r->ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+	return j->mode ? restore_child(j->dir, j->mode, result) : checkpoint_child(j->dir, j->size);
 }
 
 /* fio's sequential read rate of @file, bytes per second; 0 on failure. */
@@ -381,7 +363,8 @@ int bench_restore_main(int argc, char **argv)
 
 		snprintf(dir, sizeof(dir), "%s/img-%llu", root, (unsigned long long)sizes[i]);
 		snprintf(file, sizeof(file), "%s/pages.img", dir);
-		if (in_child(dir, sizes[i] << 20, NULL, &ck)) {
+		if (bench_in_child(job_run, &(struct job){ .dir = dir, .size = sizes[i] << 20 },
+				   &ck, sizeof(ck))) {
 			rc = bench_fail(BENCH_EXIT_RUNTIME, SCENARIO, "%llu MiB: checkpoint failed",
 					(unsigned long long)sizes[i]);
 			break;
@@ -397,7 +380,7 @@ int bench_restore_main(int argc, char **argv)
 
 			if (!m->direct)
 				warm(file);
-			if (in_child(dir, 0, m, &r)) {
+			if (bench_in_child(job_run, &(struct job){ .dir = dir, .mode = m }, &r, sizeof(r))) {
 				rc = bench_fail(BENCH_EXIT_RUNTIME, SCENARIO, "%llu MiB %s: restore failed",
 						(unsigned long long)sizes[i], m->name);
 				break;
