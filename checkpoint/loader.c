@@ -7,6 +7,8 @@
  * backends share the scheduling (pick()) and the checking (finish()): one
  * thread driving an io_uring, and a pool of threads doing preadv() where
  * io_uring cannot be set up (ENOSYS, EPERM, a kernel with it disabled).
+ * In a background restore the loaders run at nice 19 in file order
+ * and one more thread, at normal priority, reads only awaited chunks.
  * Every chunk's CRC32C is checked after it lands and a chunk that fails
  * (short read, I/O error, CRC, bad zstd frame) is zeroed again and
  * reported: -EIO to its awaiters, the first reason in the progress. The
@@ -16,6 +18,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +42,7 @@
 #define MAX_IOV		64
 #define WAKE_TAG	UINT64_MAX
 #define URING_LOADERS	2
-#define LOADER_NICE	10
+#define LOADER_NICE	19
 
 static int uring_setup_default(unsigned entries, struct io_uring *ring)
 {
@@ -67,10 +70,15 @@ static void wake(int fd)
 }
 
 /*
- * A background restore serves while pages load: its loaders run at a lower
- * priority so that the dispatcher and the embedder's threads get a CPU at
- * once when a request comes in (on 2 CPUs, two busy loaders would otherwise
- * hold both). Foreground loading has nothing to yield to.
+ * A background restore serves while pages load, so its loaders run at nice
+ * 19: any ordinary thread that wakes (the dispatcher, the embedder's) gets
+ * the CPU first. Not SCHED_IDLE, though it yields even more: a loader is
+ * often in the kernel holding a lock a serving thread may want (its page
+ * faults, the page cache), and under load an idle-class holder waits
+ * longest; one first answer took 220 ms that way while two other builds
+ * kept both CPUs busy. What an embedder waits for does not wait behind them
+ * either: awaited chunks go to one thread at normal priority
+ * (urgent_main()). Foreground loading has nothing to yield to.
  */
 static void loader_priority(const struct ns_memfile *mf)
 {
@@ -98,15 +106,20 @@ struct read_req {
 /* Scheduling and checking, shared by both backends                    */
 /* ------------------------------------------------------------------ */
 
+/* Which chunks a loader thread takes: a foreground loader both kinds; in
+ * the background the low-priority loaders go in file order and the urgent
+ * thread takes only awaited chunks. */
+enum pick_from { PICK_ANY, PICK_ORDER, PICK_AWAITED };
+
 /* The next read: the top awaited chunk, else the next in file order, plus
  * the pending chunks right after it in the file (uncompressed only, up to
  * read_max). Marks them in flight. mf->mu held. */
-static bool pick(struct ns_memfile *mf, size_t *firstp, size_t *np)
+static bool pick(struct ns_memfile *mf, enum pick_from from, size_t *firstp, size_t *np)
 {
 	size_t c = SIZE_MAX, end;
 	uint64_t bytes;
 
-	while (mf->nprio) {
+	while (from != PICK_ORDER && mf->nprio) {
 		size_t k = mf->prio[--mf->nprio];
 
 		if (mf->chunks[k].state == MF_PENDING) {
@@ -114,6 +127,8 @@ static bool pick(struct ns_memfile *mf, size_t *firstp, size_t *np)
 			break;
 		}
 	}
+	if (c == SIZE_MAX && from == PICK_AWAITED)
+		return false;
 	if (c == SIZE_MAX) {
 		while (mf->cursor < mf->nchunks && mf->chunks[mf->cursor].state != MF_PENDING)
 			mf->cursor++;
@@ -135,6 +150,11 @@ static bool pick(struct ns_memfile *mf, size_t *firstp, size_t *np)
 	*firstp = c;
 	*np = end - c;
 	return true;
+}
+
+static enum pick_from pick_for(const struct ns_memfile *mf)
+{
+	return mf->background ? PICK_ORDER : PICK_ANY;
 }
 
 static uint8_t *chunk_addr(const struct ns_memfile *mf, const struct mf_chunk *c)
@@ -368,7 +388,7 @@ static void *uring_main(void *arg)
 			wake_armed = true;
 		}
 		pthread_mutex_lock(&mf->mu);
-		while (!mf->stop && !broken && u->nfree && pick(mf, &first, &n)) {
+		while (!mf->stop && !broken && u->nfree && pick(mf, pick_for(mf), &first, &n)) {
 			struct read_req *rq = &u->reqs[u->free_slots[--u->nfree]];
 
 			req_build(mf, rq, first, n);
@@ -467,8 +487,8 @@ static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
 	unsigned n = mf->background ? 1 : URING_LOADERS;
 	int rc;
 
-	if (mf->loaders)
-		n = mf->loaders < MAX_THREADS ? mf->loaders : MAX_THREADS;
+	if (mf->loaders)	/* one thread left for the urgent one */
+		n = mf->loaders < MAX_THREADS - 1 ? mf->loaders : MAX_THREADS - 1;
 	if (n > mf->qd)
 		n = mf->qd;
 	mf->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -492,15 +512,14 @@ static int uring_start(struct ns_memfile *mf, char *why, size_t whylen)
 /* Thread-pool backend                                                 */
 /* ------------------------------------------------------------------ */
 
-static void *pool_main(void *arg)
+/* A pool thread, or the urgent thread (@from PICK_AWAITED): synchronous
+ * reads of what pick() gives, until every chunk is in or the stack goes. */
+static void pool_loop(struct ns_memfile *mf, enum pick_from from)
 {
-	struct ns_memfile *mf = arg;
 	struct read_req rq = { 0 };
 	size_t first, n;
-	bool no_memory;
+	bool no_memory = req_alloc(mf, &rq) != 0;
 
-	loader_priority(mf);
-	no_memory = req_alloc(mf, &rq) != 0;
 	pthread_mutex_lock(&mf->mu);
 	for (;;) {
 		if (mf->stop) {
@@ -509,11 +528,12 @@ static void *pool_main(void *arg)
 			break;
 		}
 		if (no_memory) {
-			if (mf->inflight == 0 && mf->remaining)
+			/* The urgent thread leaves its chunks to the loaders. */
+			if (from != PICK_AWAITED && mf->inflight == 0 && mf->remaining)
 				abandon(mf, "out of memory for the page loader");
 			break;
 		}
-		if (pick(mf, &first, &n)) {
+		if (pick(mf, from, &first, &n)) {
 			pthread_mutex_unlock(&mf->mu);
 			req_build(mf, &rq, first, n);
 			finish(mf, &rq, read_rest(mf->fd, &rq, 0));
@@ -526,6 +546,22 @@ static void *pool_main(void *arg)
 	}
 	pthread_mutex_unlock(&mf->mu);
 	req_free(&rq);
+}
+
+static void *pool_main(void *arg)
+{
+	struct ns_memfile *mf = arg;
+
+	loader_priority(mf);
+	pool_loop(mf, pick_for(mf));
+	return NULL;
+}
+
+/* Background restores: awaited chunks (ns_memfile_await(), a userfaultfd
+ * fault) read at the embedder's priority, whatever the idle loaders do. */
+static void *urgent_main(void *arg)
+{
+	pool_loop(arg, PICK_AWAITED);
 	return NULL;
 }
 
@@ -576,8 +612,8 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 	mf->read_max = align_up(mf->read_max < MAX_READ ? mf->read_max : MAX_READ);
 	/* As for io_uring: in the background, one thread leaves a CPU to serve. */
 	nthreads = mf->qd ? mf->qd : mf->background ? 1 : DEFAULT_THREADS;
-	if (nthreads > MAX_THREADS)
-		nthreads = MAX_THREADS;
+	if (nthreads > MAX_THREADS - 1)
+		nthreads = MAX_THREADS - 1;
 	if (mf->qd == 0)
 		mf->qd = DEFAULT_QD;
 	if (mf->qd > MAX_QD)
@@ -592,6 +628,10 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 	} else {
 		rc = pool_start(mf, nthreads, why, whylen);
 	}
+	/* Without it awaited chunks still come, in file order: not fatal. */
+	if (!rc && mf->background && mf->nthreads < MAX_THREADS &&
+	    !pthread_create(&mf->threads[mf->nthreads], NULL, urgent_main, mf))
+		mf->nthreads++;
 	if (rc)
 		mf->loading = false;
 	pthread_mutex_unlock(&mf->mu);
@@ -635,7 +675,7 @@ void mf_prioritise(struct ns_memfile *mf, size_t lo, size_t hi)
 	for (size_t k = hi; k-- > lo;)
 		if (mf->chunks[k].state == MF_PENDING)
 			mf->prio[mf->nprio++] = k;
-	pthread_cond_signal(&mf->work_cond);
+	pthread_cond_broadcast(&mf->work_cond);	/* the urgent thread among them */
 	wake(mf->wakefd);
 }
 

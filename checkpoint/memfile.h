@@ -134,7 +134,7 @@ struct ns_memfile {
 	size_t nchunks;
 	enum ns_compression compression;
 	bool direct;
-	bool background;	/* loaders yield the CPU to serving (nice) */
+	bool background;	/* loaders at nice 19, awaits at normal priority */
 	int fd;			/* pages.img, or -1 */
 	bool loading, stop;
 	size_t remaining;	/* chunks not yet done or failed */

@@ -7,7 +7,8 @@
  * restores and compares every byte. Round trips with and without zstd and
  * O_DIRECT, on io_uring and on the thread pool (and the fallback to it when
  * io_uring cannot be set up); priority (an awaited range at the end of a
- * big region arrives long before the rest); and every failure: pages.img
+ * big region arrives long before the rest, also with every CPU busy while
+ * a background restore's loaders run at nice 19); and every failure: pages.img
  * missing, truncated or corrupted (refused in the foreground, -EIO for the
  * affected ranges only in the background, never wrong bytes), pages.meta
  * missing, damaged or from another checkpoint. Also pages.meta's codec and
@@ -15,9 +16,13 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +271,82 @@ static void priority(enum ns_memfile_backend be)
 
 Test(memfile, priority_uring, .timeout = 120) { priority(NS_MEMFILE_IO_URING); }
 Test(memfile, priority_threads, .timeout = 120) { priority(NS_MEMFILE_THREADS); }
+
+/* Threads of this process at nice 19 (the background loaders). */
+static int nice_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && getpriority(PRIO_PROCESS, (id_t)atoi(e->d_name)) == 19)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static atomic_bool spin_stop;
+
+static void *spinner(void *arg)
+{
+	(void)arg;
+	for (time_t end = time(NULL) + 60; !atomic_load(&spin_stop) && time(NULL) < end;)
+		;
+	return NULL;
+}
+
+/* A background restore's loaders run at nice 19, and with every CPU busy
+ * at normal priority an awaited range still comes at once, from the urgent
+ * thread, while the loader has hardly started. */
+static void low_priority(enum ns_memfile_backend be)
+{
+	static const struct region_spec big[] = { { "big", 256u << 20, EVERY_OTHER } };
+	const size_t size = 256u << 20, end = size - (1u << 20);
+	struct ns_restore_opts ro = { .background = true, .backend = be, .read_kib = 64 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	pthread_t spin[8];
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	struct ns_region *r;
+	char why[256] = "";
+	uint8_t *want;
+
+	if (ncpu < 1 || ncpu > 8)
+		ncpu = ncpu < 1 ? 1 : 8;
+	make_image_path();
+	save(big, 1, &(struct ns_checkpoint_opts){ 0 });
+	want = malloc(size);
+	fill(want, size, EVERY_OTHER, 1000);
+	atomic_store(&spin_stop, false);
+	for (long i = 0; i < ncpu; i++)
+		cr_assert_eq(pthread_create(&spin[i], NULL, spinner, NULL), 0);
+	cr_assert_eq(ns_stack_restore(img, &ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_region_find(s, "big", &r), 0);
+	cr_assert_eq(ns_memfile_await(r, end, 1u << 20), 0);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	/* The loader sets its own priority once it runs: give it the time. */
+	for (int i = 0; i < 1000 && nice_threads() == 0; i++)
+		usleep(10000);
+	cr_assert_geq(nice_threads(), 1, "no loader at nice 19");
+	cr_assert_lt(p.loaded_bytes, p.data_bytes / 2, "the awaited MiB came after %llu of %llu bytes",
+		     (unsigned long long)p.loaded_bytes, (unsigned long long)p.data_bytes);
+	cr_assert(memcmp((uint8_t *)ns_region_addr(r) + end, want + end, 1u << 20) == 0);
+	atomic_store(&spin_stop, true);
+	for (long i = 0; i < ncpu; i++)
+		pthread_join(spin[i], NULL);
+	cr_assert_eq(ns_memfile_wait(s, 60000), 0);
+	cr_assert(memcmp(ns_region_addr(r), want, size) == 0);
+	ns_stack_free(s);
+	remove_image();
+
+	free(want);
+	remove_image();
+}
+
+Test(memfile, background_low_priority_uring, .timeout = 180) { low_priority(NS_MEMFILE_IO_URING); }
+Test(memfile, background_low_priority_threads, .timeout = 180) { low_priority(NS_MEMFILE_THREADS); }
 
 static const struct region_spec two[2];
 static void flip_byte(const char *name, off_t off);
