@@ -295,9 +295,10 @@ static void warm(const char *file)
 
 static int usage(int code)
 {
-	printf("Usage: %s %s [--json] [--quick] [--sizes MiB,...]\n"
+	printf("Usage: %s %s [--json] [--quick] [--sizes MiB,...] [--modes WORD]\n"
 	       "  --quick        64 MiB only\n"
-	       "  --sizes LIST   memory sizes in MiB (default 64,1024,4096)\n",
+	       "  --sizes LIST   memory sizes in MiB (default 64,1024,4096)\n"
+	       "  --modes WORD   only the modes whose name contains WORD (e.g. bg, direct)\n",
 	       BENCH_PROG, SCENARIO);
 	return code;
 }
@@ -308,6 +309,7 @@ int bench_restore_main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "sizes", required_argument, NULL, 's' },
+		{ "modes", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -315,6 +317,7 @@ int bench_restore_main(int argc, char **argv)
 	size_t nsizes = 3;
 	char root[] = "/var/tmp/netstack-bench-restore-XXXXXX", dir[128], file[160], cmd[160];
 	double worst_first = 0, worst_ratio = 1e9;
+	const char *only = NULL;
 	bool json = false;
 	FILE *table;
 	int c, rc = BENCH_EXIT_OK;
@@ -337,6 +340,14 @@ int bench_restore_main(int argc, char **argv)
 			}
 			break;
 		}
+		case 'm':
+			only = optarg;
+			for (c = 0; c < (int)NMODES && !strstr(modes[c].name, only); c++)
+				;
+			if (c == (int)NMODES)
+				return bench_fail(BENCH_EXIT_USAGE, SCENARIO, "--modes: no mode matches '%s'",
+						  only);
+			break;
 		case 'h':
 			return usage(BENCH_EXIT_OK);
 		default:
@@ -378,6 +389,8 @@ int bench_restore_main(int argc, char **argv)
 			struct result r = { 0 };
 			double rate, ref = fio[m->direct];
 
+			if (only && !strstr(m->name, only))
+				continue;
 			if (!m->direct)
 				warm(file);
 			if (bench_in_child(job_run, &(struct job){ .dir = dir, .mode = m }, &r, sizeof(r))) {
@@ -404,7 +417,9 @@ int bench_restore_main(int argc, char **argv)
 				       ref / (1 << 20), ref > 0 ? rate / ref : 0);
 			if (m->background && r.first_response_ms > worst_first)
 				worst_first = r.first_response_ms;
-			if (m->backend == NS_MEMFILE_IO_URING && ref > 0 && rate / ref < worst_ratio)
+			/* The full rate: background loaders are meant to use only idle CPU. */
+			if (!m->background && m->backend == NS_MEMFILE_IO_URING && ref > 0 &&
+			    rate / ref < worst_ratio)
 				worst_ratio = rate / ref;
 		}
 		fprintf(table, "%8llu %-19s %10s %10s %9s %9s %9.0f   (one read() into fresh memory)\n",
@@ -419,13 +434,16 @@ int bench_restore_main(int argc, char **argv)
 		}
 	}
 	if (rc == BENCH_EXIT_OK) {
-		fprintf(table, "\n%s  --background restore to first HTTP response: worst %.2f ms "
-			"(target < %.0f ms at any size)\n",
-			worst_first < FIRST_RESPONSE_TARGET_MS ? "PASS" : "MISS", worst_first,
-			FIRST_RESPONSE_TARGET_MS);
-		fprintf(table, "%s  io_uring load rate vs fio on the same file and mode: worst "
-			"%.2fx (target >= %.2fx)\n",
-			worst_ratio >= RATE_TARGET ? "PASS" : "MISS", worst_ratio, RATE_TARGET);
+		fputc('\n', table);
+		if (worst_first > 0)
+			fprintf(table, "%s  --background restore to first HTTP response: worst %.2f ms "
+				"(target < %.0f ms at any size)\n",
+				worst_first < FIRST_RESPONSE_TARGET_MS ? "PASS" : "MISS", worst_first,
+				FIRST_RESPONSE_TARGET_MS);
+		if (worst_ratio < 1e9)
+			fprintf(table, "%s  foreground io_uring load rate vs fio on the same file and "
+				"mode: worst %.2fx (target >= %.2fx)\n",
+				worst_ratio >= RATE_TARGET ? "PASS" : "MISS", worst_ratio, RATE_TARGET);
 	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd)) {
