@@ -251,9 +251,16 @@ static const char *chunk_check(const struct ns_memfile *mf, const struct read_re
 
 		if (got < c->flen)
 			return "short read: pages.img ends early (truncated)";
-		z = ZSTD_decompress(dst, c->len, rq->bounce, c->flen);
-		if (ZSTD_isError(z) || z != c->len)
-			return "the zstd frame does not decompress to the chunk (damaged)";
+		if (c->flen == c->len) {	/* stored raw: it did not compress */
+			if (mf->uffd >= 0)
+				dst = rq->bounce;
+			else
+				memcpy(dst, rq->bounce, c->len);
+		} else {
+			z = ZSTD_decompress(dst, c->len, rq->bounce, c->flen);
+			if (ZSTD_isError(z) || z != c->len)
+				return "the zstd frame does not decompress to the chunk (damaged)";
+		}
 	} else if (c->foff + c->len > rq->foff + got) {
 		return "short read: pages.img ends early (truncated)";
 	} else if (mf->uffd >= 0) {

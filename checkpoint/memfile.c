@@ -317,7 +317,7 @@ static int write_plain(struct mf_save *sv, int fd)
 	return 0;
 }
 
-/* zstd: one frame per chunk, each padded to the next 4 KiB. */
+/* zstd: one frame per chunk (or the chunk raw), each padded to the next 4 KiB. */
 static int write_zstd(struct mf_save *sv, int fd)
 {
 	size_t cap = align_up(ZSTD_compressBound(sv->ix.chunk_size));
@@ -342,6 +342,13 @@ static int write_zstd(struct mf_save *sv, int fd)
 		if (ZSTD_isError(z)) {
 			rc = -EIO;
 			goto out;
+		}
+		/* Pages that do not compress (already compressed or encrypted
+		 * data) go in raw, file_length = length, so the file never
+		 * grows past the plain one. */
+		if (z >= c->len) {
+			memcpy(out, src, c->len);
+			z = c->len;
 		}
 		memset(out + z, 0, align_up(z) - z);
 		c->foff = foff;
