@@ -50,6 +50,7 @@ struct ns_nic {
 	uint8_t v4len;		/* prefix length of the IPv4 address */
 	uint8_t v6len[LWIP_IPV6_NUM_ADDRESSES];
 	uint64_t rx_frames, tx_frames, rx_bytes, tx_bytes, rx_malformed, tx_dropped;
+	struct nic_dp *dp;	/* reusable receive buffers, transmit GSO (nic.c); or NULL */
 };
 
 struct ns_pollwait;

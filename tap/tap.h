@@ -16,10 +16,15 @@
 #ifndef NETSTACK_TAP_H
 #define NETSTACK_TAP_H
 
+#include <linux/virtio_net.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+
+#include "tap_csum.h"
 
 #define TAP_ETH_HLEN 14u
 #define TAP_VLAN_HLEN 4u
@@ -28,6 +33,9 @@
 #define TAP_MTU_MAX 65521u
 #define TAP_FRAME_MAX (TAP_MTU_MAX + TAP_ETH_HLEN + TAP_VLAN_HLEN)
 #define TAP_NAME_MAX 16u
+/* The most gather entries one transmitted frame may have (a coalesced TCP
+ * frame: its header and up to 45 segments' payloads, a pbuf or two each). */
+#define TAP_TX_IOV_MAX 128
 
 /* Offload metadata of one frame, the fields of struct virtio_net_hdr. Zero
  * means "a plain, complete frame". */
@@ -40,8 +48,54 @@ struct tap_offload {
 	uint16_t csum_offset;
 };
 
+/*
+ * Whether a partial checksum's offsets (VIRTIO_NET_HDR_F_NEEDS_CSUM) lie
+ * within a frame of @len bytes, as recv() guarantees for every frame it
+ * returns with that flag.
+ */
+static inline bool tap_vnet_csum_in_frame(size_t len, const struct tap_offload *off)
+{
+	size_t start = off->csum_start, field = start + off->csum_offset;
+
+	return !(off->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || (start < len && field + 2 <= len);
+}
+
+/**
+ * tap_vnet_csum_complete() - finish a checksum the kernel left partial
+ * @frame: the frame; the checksum field is rewritten in place
+ * @len: its length
+ * @off: its offload header; VIRTIO_NET_HDR_F_NEEDS_CSUM is replaced by
+ *       VIRTIO_NET_HDR_F_DATA_VALID on success
+ *
+ * With NEEDS_CSUM, the field at csum_start + csum_offset holds the sum of
+ * the pseudo-header and the checksum is the complement of the sum of
+ * everything from csum_start on, that field included (virtio-net spec).
+ *
+ * Return: true, or false for offsets outside the frame (the caller drops
+ * it as malformed).
+ */
+static inline bool tap_vnet_csum_complete(uint8_t *frame, size_t len, struct tap_offload *off)
+{
+	size_t start = off->csum_start, field = start + off->csum_offset;
+	uint16_t sum;
+
+	if (!(off->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		return true;
+	if (!tap_vnet_csum_in_frame(len, off))
+		return false;
+	sum = (uint16_t)~tap_csum_add(0, frame + start, len - start);
+	/* UDP sends an all-zero sum as all ones (0 means "none"); a TCP sum
+	 * of 0xffff and 0 are the same in ones' complement. */
+	memcpy(frame + field, &sum, 2);
+	off->flags = (uint8_t)((off->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) |
+			       VIRTIO_NET_HDR_F_DATA_VALID);
+	return true;
+}
+
 /* A received frame. The caller provides @data with room for @cap bytes;
- * recv fills @len and @off. */
+ * recv fills @len and @off. A frame may arrive with NEEDS_CSUM (its
+ * checksum partial, its offsets within the frame): the receiver completes
+ * it with tap_vnet_csum_complete() or knows it need not. */
 struct tap_rxframe {
 	struct tap_offload off;
 	uint8_t *data;
@@ -89,10 +143,17 @@ struct tap_ops {
 	void (*destroy)(struct ns_endpoint *ep);
 };
 
+/* ns_endpoint.offloads: frames pass a virtio-net header to and from the
+ * kernel, so send() honours a frame's offload header (the kernel cuts a
+ * TCP frame with gso_size into segments and fills in a partial checksum)
+ * and received frames may be up to 64 KiB whatever the MTU. */
+#define TAP_EP_VNET 0x1u
+
 /* The common head of every endpoint. */
 struct ns_endpoint {
 	const struct tap_ops *ops;
 	int fd;			/* pollable for input (EPOLLIN), or -1 */
+	unsigned offloads;	/* TAP_EP_*; 0: plain frames only */
 	unsigned mtu;		/* the device's MTU when it has one, else 0 */
 	char device[TAP_NAME_MAX]; /* the TAP's name, else empty */
 	uint64_t rx_truncated;	/* frames longer than the slot they were read into */

@@ -102,6 +102,7 @@ int tap_tap_open(const char *name, unsigned flags, struct ns_endpoint **epp)
 		goto fail_fd;
 	}
 	io->flags = TAP_IO_VNET;
+	io->ep.offloads = TAP_EP_VNET;
 	/* Large TCP segments from the kernel at any MTU: one frame and one
 	 * read per 64 KiB instead of per 1448 bytes, the checksum completed
 	 * in tap_io_recv() in the one pass the kernel would otherwise make.

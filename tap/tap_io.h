@@ -10,10 +10,12 @@
  *
  * A TAP opened by tap_dev.c carries a virtio-net header before every frame
  * (TAP_IO_VNET): the kernel then hands over its large TCP segments (GSO, up
- * to 64 KiB at any MTU) with the checksum left partial, and this path
- * completes the checksum (tap_vnet_csum_complete()) so the stack above gets
- * ordinary, valid frames, only fewer and bigger ones. On transmit the
- * frame's offload fields become the header. The fd endpoint carries no
+ * to 64 KiB at any MTU) with the checksum left partial (NEEDS_CSUM). This
+ * path checks that the partial checksum's offsets lie within the frame and
+ * hands the frame up as it is: the stack completes the sum only if it needs
+ * it (tap_vnet_csum_complete()), which for a TCP or UDP packet straight
+ * from the kernel's memory it does not. On transmit the frame's offload
+ * fields become the header. The fd endpoint carries no
  * header: received frames get a zero offload header, the offload fields of
  * transmitted frames are ignored, and the stack must hand it complete frames.
  */
@@ -48,7 +50,7 @@
 /* Every frame is preceded by a struct virtio_net_hdr (IFF_VNET_HDR). */
 #define TAP_IO_VNET 0x4u
 /* Gather entries of one frame on transmit, the header included. */
-#define TAP_IO_IOV_MAX 66
+#define TAP_IO_IOV_MAX (TAP_TX_IOV_MAX + 1)
 
 /* An endpoint on a kernel fd that is owned by the endpoint. */
 struct tap_io {
@@ -89,38 +91,6 @@ static inline bool tap_io_err_transient(int err, bool tx)
 	default:
 		return false;
 	}
-}
-
-/**
- * tap_vnet_csum_complete() - finish a checksum the kernel left partial
- * @frame: the frame; the checksum field is rewritten in place
- * @len: its length
- * @off: its offload header; VIRTIO_NET_HDR_F_NEEDS_CSUM is replaced by
- *       VIRTIO_NET_HDR_F_DATA_VALID on success
- *
- * With NEEDS_CSUM, the field at csum_start + csum_offset holds the sum of
- * the pseudo-header and the checksum is the complement of the sum of
- * everything from csum_start on, that field included (virtio-net spec).
- *
- * Return: true, or false for offsets outside the frame (the caller drops
- * it as malformed).
- */
-static inline bool tap_vnet_csum_complete(uint8_t *frame, size_t len, struct tap_offload *off)
-{
-	size_t start = off->csum_start, field = start + off->csum_offset;
-	uint16_t sum;
-
-	if (!(off->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
-		return true;
-	if (start >= len || field + 2 > len)
-		return false;
-	sum = (uint16_t)~tap_csum_add(0, frame + start, len - start);
-	/* UDP sends an all-zero sum as all ones (0 means "none"); a TCP sum
-	 * of 0xffff and 0 are the same in ones' complement. */
-	memcpy(frame + field, &sum, 2);
-	off->flags = (uint8_t)((off->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) |
-			       VIRTIO_NET_HDR_F_DATA_VALID);
-	return true;
 }
 
 static inline void tap_vnet_to_offload(const struct virtio_net_hdr *h, struct tap_offload *off)
@@ -194,7 +164,7 @@ static inline int tap_io_recv(struct ns_endpoint *ep, struct tap_rxframe *frames
 			continue;
 		}
 		f->len = (size_t)r;
-		if (!tap_vnet_csum_complete(f->data, f->len, &f->off))
+		if (!tap_vnet_csum_in_frame(f->len, &f->off))
 			f->len = 0;	/* the stack counts it as malformed */
 		got++;
 	}

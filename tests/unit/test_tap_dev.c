@@ -415,7 +415,10 @@ static void arp_reply(uint8_t *f, const uint8_t *kernel_mac)
 	memcpy(f + 38, "\xc6\x33\x64\x01", 4);
 }
 
-Test(tap_dev, kernel_datagram_arrives_with_a_valid_checksum)
+/* The kernel's own datagram may come with its checksum partial (the stack
+ * need not check a sum the kernel never computed); its offsets then name
+ * the UDP checksum field, and completing it gives the right sum. */
+Test(tap_dev, kernel_datagram_arrives_with_a_completable_checksum)
 {
 	struct ns_endpoint *ep;
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(9) };
@@ -447,9 +450,14 @@ Test(tap_dev, kernel_datagram_arrives_with_a_valid_checksum)
 			uint16_t sum = (uint16_t)(udp[6] << 8 | udp[7]);
 
 			cr_assert_eq(len, 8 + sizeof(payload));
+			if (rx.off.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+				cr_assert_eq(rx.off.csum_start, 34);
+				cr_assert_eq(rx.off.csum_offset, 6);
+				cr_assert(tap_vnet_csum_complete(buf, rx.len, &rx.off));
+				sum = (uint16_t)(udp[6] << 8 | udp[7]);
+			}
 			cr_assert_eq(l4_csum_ref(buf + 14, 17, udp, len), 0,
 				     "UDP checksum %#x does not verify", sum);
-			cr_assert_eq(rx.off.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM, 0);
 			got_udp = true;
 		}
 	}
