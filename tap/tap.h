@@ -166,6 +166,10 @@ int tap_channel_new(struct ns_endpoint **epp);
 
 /* Channel test side (also the public ns_channel_* calls). */
 int tap_channel_inject(struct ns_endpoint *ep, const void *frame, size_t len);
+/* The same with the offload header a TAP would have read (tests of what the
+ * stack does with one). */
+int tap_channel_inject_offload(struct ns_endpoint *ep, const void *frame, size_t len,
+			       const struct tap_offload *off);
 ssize_t tap_channel_read(struct ns_endpoint *ep, void *buf, size_t cap);
 /* Frames waiting in the channel's outbound queue. */
 size_t tap_channel_tx_pending(struct ns_endpoint *ep);

@@ -34,6 +34,7 @@
 
 struct cframe {
 	size_t len;
+	struct tap_offload off;	/* as a TAP would have read it */
 	uint8_t data[];
 };
 
@@ -198,7 +199,7 @@ static int channel_recv(struct ns_endpoint *ep, struct tap_rxframe *frames, unsi
 			ep->rx_truncated++;
 		} else {
 			memcpy(rx->data, f->data, f->len);
-			memset(&rx->off, 0, sizeof(rx->off));
+			rx->off = f->off;
 			rx->len = f->len;
 			got++;
 		}
@@ -258,16 +259,36 @@ static int channel_send(struct ns_endpoint *ep, const struct tap_txframe *frames
  */
 int tap_channel_inject(struct ns_endpoint *ep, const void *frame, size_t len)
 {
+	return tap_channel_inject_offload(ep, frame, len, NULL);
+}
+
+/**
+ * tap_channel_inject_offload() - queue a frame with an offload header
+ * @ep, @frame, @len: as tap_channel_inject()
+ * @off: the header recv() hands up with it, as a TAP's virtio-net header
+ *       would give it (NULL: none); NEEDS_CSUM offsets must lie within the
+ *       frame, as a TAP's recv() guarantees
+ *
+ * Return: as tap_channel_inject(); -EINVAL for NEEDS_CSUM offsets outside.
+ */
+int tap_channel_inject_offload(struct ns_endpoint *ep, const void *frame, size_t len,
+			       const struct tap_offload *off)
+{
 	struct channel *c = to_channel(ep);
 	struct cframe *f;
 	bool queued;
 
-	if (!c || !frame || len == 0 || len > TAP_FRAME_MAX)
+	if (!c || !frame || len == 0 || len > TAP_FRAME_MAX ||
+	    (off && !tap_vnet_csum_in_frame(len, off)))
 		return -EINVAL;
 	f = malloc(sizeof(*f) + len);
 	if (!f)
 		return -ENOMEM;
 	f->len = len;
+	if (off)
+		f->off = *off;
+	else
+		memset(&f->off, 0, sizeof(f->off));
 	memcpy(f->data, frame, len);
 
 	pthread_mutex_lock(&c->lock);
