@@ -210,6 +210,10 @@ void tcpip_mem_free(void *mem);
 /* Segments lwIP 2.1.3 cannot take: see tcpip_hook_tcp_inpkt(). */
 #define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
 	tcpip_hook_tcp_inpkt((pcb), (hdr), (p))
+/* Every IP packet first: drops what Linux drops and lwIP takes, and SYN
+ * cookies (tcpip/filter.c, tcpip/syncookie.c). */
+#define LWIP_HOOK_IP4_INPUT(p, inp) tcpip_hook_ip4_input((p), (inp))
+#define LWIP_HOOK_IP6_INPUT(p, inp) tcpip_hook_ip6_input((p), (inp))
 
 #ifndef NDEBUG
 void tcpip_assert_core_locked(void);

@@ -22,6 +22,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/sys.h"
 #include "tcpip.h"
+#include "syncookie.h"
 #include "tcpip_hooks.h"
 
 static pthread_mutex_t stack_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -349,13 +350,19 @@ static bool isn_keyed;
 	v2 += v1; v1 = (v1 << 17) | (v1 >> 47); v1 ^= v2; v2 = (v2 << 32) | (v2 >> 32); \
 } while (0)
 
-static uint64_t siphash(const uint64_t *words, size_t n)
+uint64_t tcpip_siphash(const uint64_t *words, size_t n)
 {
-	uint64_t v0 = 0x736f6d6570736575ULL ^ isn_key[0];
-	uint64_t v1 = 0x646f72616e646f6dULL ^ isn_key[1];
-	uint64_t v2 = 0x6c7967656e657261ULL ^ isn_key[0];
-	uint64_t v3 = 0x7465646279746573ULL ^ isn_key[1];
+	uint64_t v0, v1, v2, v3;
 	size_t i;
+
+	if (!isn_keyed) {
+		fill_random(isn_key, sizeof(isn_key));
+		isn_keyed = true;
+	}
+	v0 = 0x736f6d6570736575ULL ^ isn_key[0];
+	v1 = 0x646f72616e646f6dULL ^ isn_key[1];
+	v2 = 0x6c7967656e657261ULL ^ isn_key[0];
+	v3 = 0x7465646279746573ULL ^ isn_key[1];
 
 	for (i = 0; i < n; i++) {
 		v3 ^= words[i];
@@ -367,15 +374,6 @@ static uint64_t siphash(const uint64_t *words, size_t n)
 	for (i = 0; i < 4; i++)
 		SIPROUND(v0, v1, v2, v3);
 	return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* The address bytes alone: ip_addr_t may carry padding. */
-static void addr_bytes(const ip_addr_t *ip, uint64_t *out)
-{
-	if (IP_IS_V6(ip))
-		memcpy(out, ip_2_ip6(ip)->addr, 16);
-	else
-		memcpy(out, &ip_2_ip4(ip)->addr, 4);
 }
 
 /*
@@ -408,15 +406,15 @@ err_t tcpip_hook_tcp_inpkt(struct tcp_pcb *pcb, const struct tcp_hdr *hdr, const
 u32_t tcpip_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port,
 			 const ip_addr_t *remote_ip, u16_t remote_port)
 {
-	uint64_t words[5] = { 0 };
+	uint64_t words[5];
+	uint32_t isn;
 
-	if (!isn_keyed) {
-		fill_random(isn_key, sizeof(isn_key));
-		isn_keyed = true;
-	}
-	addr_bytes(local_ip, words);
-	addr_bytes(remote_ip, &words[2]);
+	/* A connection a SYN cookie vouched for starts at the cookie. */
+	if (tcpip_syncookie_replay_isn(local_ip, local_port, remote_ip, remote_port, &isn))
+		return isn;
+	tcpip_addr_words(local_ip, words);
+	tcpip_addr_words(remote_ip, &words[2]);
 	words[4] = ((uint64_t)local_port << 16) | remote_port;
 	/* sys_now() is in milliseconds; RFC 6528's clock ticks every 4 us. */
-	return (u32_t)siphash(words, 5) + (u32_t)sys_now() * 250u;
+	return (u32_t)tcpip_siphash(words, 5) + (u32_t)sys_now() * 250u;
 }

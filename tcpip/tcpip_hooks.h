@@ -20,5 +20,9 @@ struct tcp_pcb;
 struct tcp_hdr;
 struct pbuf;
 err_t tcpip_hook_tcp_inpkt(struct tcp_pcb *pcb, const struct tcp_hdr *hdr, const struct pbuf *p);
+/* filter.c: nonzero when the packet was eaten (dropped, or answered with a
+ * SYN cookie); the hook then owns and has freed it. */
+int tcpip_hook_ip4_input(struct pbuf *p, struct netif *inp);
+int tcpip_hook_ip6_input(struct pbuf *p, struct netif *inp);
 
 #endif /* NETSTACK_TCPIP_HOOKS_H */

@@ -7,12 +7,14 @@ again and again; the stack's resident memory is sampled all along. The
 stack must survive, stay under RSS_BOUND_MB, and serve normally once the
 flood is over (HTTP on the flooded port, another port at once).
 
-How long the client waits during the flood is measured and printed; with
-NETSTACK_SYNFLOOD_STRICT=1 it must also connect within CONNECT_WITHIN s,
-the target of issue #7, which lwIP 2.1.3 does not meet: it counts half-open
-connections against the listen backlog and keeps each for 20 s, so a
-flood fills the backlog and every later SYN, legitimate or not, is dropped
-until they expire (no SYN cookies, no eviction of the oldest)."""
+The client must connect within CONNECT_WITHIN s during the flood, most of
+its attempts must, and the flooded port must serve at once afterwards.
+lwIP 2.1.3 alone counts half-open connections against the listen backlog
+and keeps each for 20 s, so a flood filled the backlog and every later SYN,
+legitimate or not, was dropped until they expired; the SYN cookies of
+tcpip/syncookie.c answer SYNs once the backlog is full and keep nothing.
+How long the connects took (median, 90th percentile, worst) and the SYN
+rate hping3 reached are printed."""
 
 import os
 import socket
@@ -30,7 +32,7 @@ RSS_BOUND_ASAN_MB = 256  # the same under AddressSanitizer (shadow, quarantine)
 # flood's churn of frames fills it, which says nothing of the stack. The
 # daemon (it inherits this environment) runs with a small one.
 ASAN_QUARANTINE_MB = 32
-AFTER_WITHIN = 30.0  # seconds after the flood by which the flooded port serves again
+AFTER_WITHIN = 2.0  # seconds after the flood by which the flooded port serves again
 
 
 def netstack_pid(ns, st):
@@ -85,9 +87,30 @@ def try_connect(ns, port, timeout):
     return time.monotonic() - t0
 
 
+def summary(waits):
+    """Median, 90th percentile and worst of the connect times; None (no
+    connect within the attempt's timeout) sorts last."""
+    if not waits:
+        return "no attempts"
+    ranked = sorted(waits, key=lambda w: float("inf") if w is None else w)
+
+    def at(q):
+        w = ranked[min(len(ranked) - 1, int(q * len(ranked)))]
+        return "none" if w is None else f"{w * 1000:.1f} ms"
+    return f"median {at(0.5)}, p90 {at(0.9)}, worst {at(1.0)}"
+
+
+def syn_rate(stats, seconds):
+    """hping3's SYNs per second over the flood, from its statistics line."""
+    for line in stats:
+        words = line.split()
+        if "packets" in words and words[0].isdigit():
+            return f" ({int(words[0]) / seconds / 1e6:.2f} M SYN/s)"
+    return ""
+
+
 def test():
     nstest.require_tools("hping3")
-    strict = os.environ.get("NETSTACK_SYNFLOOD_STRICT") == "1"
     opts = os.environ.get("ASAN_OPTIONS", "")
     os.environ["ASAN_OPTIONS"] = (opts + ":" if opts else "") + \
         f"quarantine_size_mb={ASAN_QUARANTINE_MB}"
@@ -101,6 +124,7 @@ def test():
         base = rss_mb(pid)
         nstest.log(f"RSS before the flood: {base:.1f} MiB")
 
+        t_flood = time.monotonic()
         flood = ns.popen(["hping3", "-q", "-S", "-p", "80", "--flood", "--rand-source", STACK4],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         peak = base
@@ -113,26 +137,27 @@ def test():
             peak = max(peak, rss_mb(pid))
             nstest.check(st.alive(), "netstack died during the flood\n" + st.output())
         flood.terminate()
+        flood_s = time.monotonic() - t_flood
         try:
             _, err = flood.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             flood.kill()
             _, err = flood.communicate()
         stats = (err or b"").decode(errors="replace").strip().splitlines()
-        nstest.log("hping3: " + (" / ".join(stats[-2:]) if stats else "no statistics"))
+        nstest.log("hping3: " + (" / ".join(stats[-2:]) if stats else "no statistics")
+                   + syn_rate(stats, flood_s))
         peak = max(peak, rss_mb(pid))
 
         ok = [w for w in waits if w is not None and w <= CONNECT_WITHIN]
         nstest.log(f"during the flood: {len(ok)} of {len(waits)} connects within "
-                   f"{CONNECT_WITHIN} s; times: "
-                   + ", ".join("-" if w is None else f"{w * 1000:.0f} ms" for w in waits))
+                   f"{CONNECT_WITHIN} s; " + summary(waits))
         nstest.log(f"RSS peak {peak:.1f} MiB (bound {bound} MiB)")
         nstest.check(peak <= bound, f"RSS {peak:.1f} MiB over the {bound} MiB bound")
-        if strict:
-            nstest.check(ok, f"no connect within {CONNECT_WITHIN} s during the flood")
+        nstest.check(ok, f"no connect within {CONNECT_WITHIN} s during the flood")
+        nstest.check(2 * len(ok) > len(waits),
+                     f"only {len(ok)} of {len(waits)} connects within {CONNECT_WITHIN} s during the flood")
 
-        # Afterwards: another port serves at once, the flooded one once the
-        # half-open connections expire.
+        # Afterwards: both ports serve at once.
         nstest.check(b"200 OK" in http_get(ns, 8080, 5), "port 8080 does not serve after the flood")
         t0 = time.monotonic()
         while True:
