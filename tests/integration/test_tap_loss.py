@@ -6,9 +6,15 @@ the TAP is deleted, so the stack's reads and writes on its fd fail mid-burst.
 The NIC must go down with exactly one log line; the daemon keeps running
 without spinning on the dead fd; its control socket still answers `netstack
 state` with the NIC's link down and every listener still there; and SIGTERM
-still exits 0. (test_tap_deleted.py is the same loss with an idle stack.)"""
+still exits 0. (test_tap_deleted.py is the same loss with an idle stack.)
+
+Then the same loss on a stack with two NICs (tests/two_nics, on the public
+API: the CLI runs one NIC): with bulk flows through both TAPs, tap0 is
+deleted; the flows through tap1 must keep moving, a new connection through
+tap1 must echo, and SIGTERM must still exit 0."""
 
 import json
+import os
 import re
 import signal
 import threading
@@ -27,16 +33,16 @@ class Flow(threading.Thread):
     """One bulk TCP stream with the stack: pull from chargen or push to
     discard, counting bytes, until the connection fails or stop is set."""
 
-    def __init__(self, ns, port, push):
+    def __init__(self, ns, port, push, host=STACK4):
         super().__init__(daemon=True)
-        self.ns, self.port, self.push = ns, port, push
+        self.ns, self.port, self.push, self.host = ns, port, push, host
         self.bytes = 0
         self.error = None
         self.stop = threading.Event()
 
     def run(self):
         try:
-            s = self.ns.connect(STACK4, self.port, timeout=3.0)
+            s = self.ns.connect(self.host, self.port, timeout=3.0)
         except OSError as e:
             self.error = f"connect: {e}"
             return
@@ -82,6 +88,11 @@ def state(ns, ident):
 
 
 def test():
+    one_nic()
+    second_nic()
+
+
+def one_nic():
     with nstest.Netns() as ns:
         ns.add_tap("tap0")
         ident = f"nstest-taploss-{nstest.os.getpid()}"
@@ -152,5 +163,81 @@ def test():
         log("SIGTERM: exit 0")
 
 
+# The second NIC's subnet; the first is nstest's (198.51.100.0/24).
+HOST4_B, STACK4_B = "203.0.113.1", "203.0.113.2"
+ECHO = 7
+KEEPS_MOVING_S = 1.0       # how long the flows through tap1 are watched after the loss
+
+
+def two_nics_bin():
+    """tests/two_nics beside the build's tools/netstack."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(nstest.netstack_bin())))
+    path = os.path.join(build, "tests", "two_nics")
+    check(os.access(path, os.X_OK), f"{path} not built")
+    return path
+
+
+def wait_moved(flows, nbytes, what, st):
+    t0, start = time.monotonic(), [f.bytes for f in flows]
+    while min(f.bytes - b for f, b in zip(flows, start)) < nbytes:
+        check(all(f.error is None for f in flows), f"{what}: a flow failed: "
+              f"{[f.error for f in flows]}\n{st.output()}")
+        check(time.monotonic() - t0 < 20, f"{what}: flows moved "
+              f"{[f.bytes - b for f, b in zip(flows, start)]} bytes in 20 s\n{st.output()}")
+        time.sleep(0.02)
+
+
+def second_nic():
+    with nstest.Netns() as ns:
+        ns.add_tap("tap0")
+        ns.ip("tuntap", "add", "dev", "tap1", "mode", "tap")
+        ns.ip("addr", "add", f"{HOST4_B}/24", "dev", "tap1")
+        ns.ip("link", "set", "tap1", "up")
+        argv = [two_nics_bin(), "tap0", f"{STACK4}/24", "tap1", f"{STACK4_B}/24"]
+        log("start: " + " ".join(argv))
+        p = ns.popen(argv, stdout=nstest.subprocess.PIPE, stderr=nstest.subprocess.PIPE)
+        st = nstest.Stack(p, "two_nics", argv)
+        ns.stacks.append(st)
+        st.wait_running(10)
+
+        a = [Flow(ns, CHARGEN, False, STACK4), Flow(ns, DISCARD, True, STACK4)]
+        b = [Flow(ns, CHARGEN, False, STACK4_B), Flow(ns, DISCARD, True, STACK4_B)]
+        for f in a + b:
+            f.start()
+        wait_moved(a + b, 4 << 20, "before the loss", st)
+        log(f"under load through both NICs: {[f.bytes for f in a + b]} bytes; deleting tap0")
+        ns.ip("link", "del", "tap0")
+        time.sleep(0.5)
+        check(st.alive(), f"two_nics exited when tap0 went\n{st.output()}")
+        down = [l for l in st.err_lines if LINK_DOWN.search(l)]
+        check(len(down) == 1 and "tap0" in down[0], f"want one 'link down' line for tap0\n{st.output()}")
+
+        # Through tap1 the flows go on, and a new connection is served.
+        t0 = time.monotonic()
+        wait_moved(b, 1 << 20, "through tap1 after the loss", st)
+        rate = sum(f.bytes for f in b)
+        time.sleep(KEEPS_MOVING_S)
+        rate = (sum(f.bytes for f in b) - rate) / KEEPS_MOVING_S / (1 << 20)
+        log(f"through tap1 after the loss: moving again within {time.monotonic() - t0 - KEEPS_MOVING_S:.2f} s, "
+            f"{rate:.0f} MiB/s; tap0 flows ended with {[f.error for f in a]}")
+        check(all(f.error is None for f in b), f"a flow through tap1 failed: {[f.error for f in b]}")
+        s = ns.connect(STACK4_B, ECHO, timeout=3.0)
+        try:
+            s.sendall(b"still here")
+            got = s.recv(64)
+        finally:
+            s.close()
+        check(got == b"still here", f"echo through tap1 after the loss: {got!r}")
+        log("a new connection through tap1 echoes")
+
+        for f in a + b:
+            f.stop.set()
+        for f in a + b:
+            f.join(5)
+        rc = st.stop(signal.SIGTERM, timeout=5)
+        check(rc == 0, f"SIGTERM after losing tap0: exit {rc}\n{st.output()}")
+        log("SIGTERM: exit 0")
+
+
 if __name__ == "__main__":
-    nstest.main(test, timeout=60)
+    nstest.main(test, timeout=100)
