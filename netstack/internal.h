@@ -54,6 +54,7 @@ struct ns_nic {
 };
 
 struct ns_pollwait;
+struct ns_follower;
 
 /* One poll() call's interest in one socket. */
 struct ns_waitlink {
@@ -80,7 +81,17 @@ struct ns_stack {
 	bool stopping;
 	bool sleeping;		/* the dispatcher is in epoll_wait */
 	uint64_t sleep_until;	/* stack-clock ns it wakes at; UINT64_MAX: no timer */
-	int epfd, wakefd, notifyfd;
+	/* epfd: the link endpoints and kickfd (a leader waits on it);
+	 * dispfd: wakefd and epfd (the dispatcher waits on it). */
+	int epfd, dispfd, wakefd, kickfd, notifyfd;
+	bool lent;		/* epfd is lent to leaders: off in dispfd */
+	uint64_t lease_until;	/* stack-clock ns the loan is checked at */
+	bool lease_parked;	/* unchecked until the waiting leader's wait ends */
+	uint64_t lead_ends, lead_ends_seen; /* leaders' waits ended; at the last check */
+	struct ns_follower *followers; /* callers in ns_wait on their condition */
+	const void *heir;	/* the thread that leads next; NULL: any */
+	uint64_t heir_since;	/* stack-clock ns it was named */
+	pthread_cond_t *leader_cond; /* what the leader would wait on; NULL: none */
 	bool notify_used, notify_dirty;
 
 	struct ns_nic **nics;
@@ -122,6 +133,20 @@ void ns_unlock(struct ns_stack *s);
 /* One dispatcher round (lock held); tests drive a stopped stack with it
  * (block = false) under a fake clock. */
 void ns_stack_run_once(struct ns_stack *s, bool block);
+/**
+ * ns_wait() - block until woken through ns_wake() on @cond (lock held)
+ * @s: the stack
+ * @cond: the caller's condition variable
+ * @deadline: absolute CLOCK_MONOTONIC time, or NULL to wait forever
+ *
+ * While the stack runs and no other caller leads, the caller waits on the
+ * link itself and feeds its input to lwIP (stack.c, "Leader/follower").
+ * Return: 0 when woken or after input (maybe spuriously: recheck), or
+ * -ETIMEDOUT at the deadline.
+ */
+int ns_wait(struct ns_stack *s, pthread_cond_t *cond, const struct timespec *deadline);
+/* Wake @cond's waiters (@all, else one), kicking it if it leads. */
+void ns_wake(struct ns_stack *s, pthread_cond_t *cond, bool all);
 void ns_log(struct ns_stack *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* nic.c */

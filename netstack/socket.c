@@ -4,11 +4,12 @@
  * blocking and O_NONBLOCK semantics, timeouts, poll, and the readiness
  * notifications that wake blocked callers.
  *
- * Waiting: a call that cannot proceed (the endpoint says -EAGAIN) waits on
- * its socket's condition variable with the stack lock released; ns_poll()
+ * Waiting: a call that cannot proceed (the endpoint says -EAGAIN) waits
+ * through ns_wait() on its socket's condition variable with the stack lock
+ * released - or, as the leader, on the link itself (stack.c); ns_poll()
  * links a waiter into every socket it watches. Endpoints call sock_notify()
- * whenever readiness may have changed, which wakes exactly the callers of
- * that socket. A socket closed while others wait on it is freed by the last
+ * whenever readiness may have changed, which wakes (ns_wake()) exactly the
+ * callers of that socket. A socket closed while others wait on it is freed by the last
  * one to leave (refs), and they return -EBADF.
  */
 #define _GNU_SOURCE
@@ -37,10 +38,10 @@ static void sock_notify(struct tcpip_ep *ep, void *owner)
 	struct ns_waitlink *l;
 	(void)ep;
 
-	pthread_cond_broadcast(&k->cond);
+	ns_wake(k->stack, &k->cond, true);
 	for (l = k->waiters.next; l != &k->waiters; l = l->next) {
 		l->w->fired = true;
-		pthread_cond_signal(&l->w->cond);
+		ns_wake(k->stack, &l->w->cond, false);
 	}
 }
 
@@ -152,7 +153,7 @@ static int sock_wait(struct ns_sock *k, unsigned events, int64_t timeout_ms)
 		deadline_after(&deadline, timeout_ms);
 	k->refs++;
 	while (!k->closed && !(tcpip_ep_poll(k->ep) & (events | POLLERR | POLLHUP))) {
-		if (tcpip_cond_wait(&k->cond, timeout_ms > 0 ? &deadline : NULL) == -ETIMEDOUT) {
+		if (ns_wait(k->stack, &k->cond, timeout_ms > 0 ? &deadline : NULL) == -ETIMEDOUT) {
 			rc = -EAGAIN;
 			break;
 		}
@@ -565,7 +566,7 @@ int ns_poll(struct ns_stack *s, struct pollfd *fds, nfds_t nfds, int timeout_ms)
 	for (;;) {
 		w.fired = false;
 		while (!w.fired) {
-			if (tcpip_cond_wait(&w.cond, timeout_ms > 0 ? &deadline : NULL) == -ETIMEDOUT)
+			if (ns_wait(s, &w.cond, timeout_ms > 0 ? &deadline : NULL) == -ETIMEDOUT)
 				break;
 		}
 		ready = poll_scan(s, fds, nfds);

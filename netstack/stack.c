@@ -8,6 +8,38 @@
  * eventfd, for exactly as long as the next protocol timer allows. An API
  * call that arms an earlier timer (a connect, a send) wakes it on unlock, so
  * no timer waits for an unrelated event and nothing polls on a fixed tick.
+ *
+ * Leader/follower: a caller that must block (ns_wait) while the link is
+ * idle does not sleep on its condition variable and leave the dispatcher
+ * to read the link and wake it - two thread hand-offs per round trip, a
+ * context switch each on a shared CPU - but waits on the link itself and
+ * feeds what arrives to lwIP, as the dispatcher would; its own readiness
+ * comes out of that input directly. The link is lent to one such leader at
+ * a time. Two epoll sets make the loan cheap: s->epfd holds the link
+ * endpoints (nic.c registers them) and the leader's kick eventfd; the
+ * dispatcher waits on s->dispfd, which holds the wakeup eventfd and s->epfd
+ * itself. Lending disables that nested entry (one epoll_ctl), so a frame
+ * wakes the leader alone. Anything that readies the leader's wait other
+ * than its own input (another thread, a timer, a close, a stop) kicks it
+ * through the kick eventfd (ns_wake).
+ *
+ * The loan outlives the wait that took it, on a lease: a caller that got
+ * its data, answers and comes back to wait finds the link still lent (no
+ * epoll_ctl each way), and a request that arrives meanwhile - typically
+ * while the peer, woken by our answer, runs on our CPU - wakes nobody: the
+ * caller reads it when it waits again. The dispatcher renews the lease
+ * every LEASE_NS while leaders keep using the link and takes it back when
+ * a lease passes in which no leader's wait ended and none waits now, so
+ * input with nobody waiting (the application away computing, an embedder
+ * on the notify fd) is late by at most two leases. A leader blocked for
+ * long keeps the link without costing the dispatcher a wakeup per lease.
+ *
+ * One leader at a time: other callers wait as followers on their
+ * condition, woken by the leader's input. A follower so woken is the heir:
+ * traffic flows to its thread now, so the leader, if it waits again first,
+ * follows, and the heir leads when it next waits. Without that, a thread
+ * parked in accept on an idle listener would keep leading and hand every
+ * request of the busy thread over as the dispatcher used to.
  */
 #define _GNU_SOURCE
 #include <assert.h>
@@ -18,6 +50,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lwip/ip4_frag.h"
@@ -53,10 +86,23 @@ void ns_lock(struct ns_stack *s)
 	tcpip_lock();
 }
 
+/* How long a loan of the link lasts unless leaders keep using it. */
+#define LEASE_NS (1000u * 1000u)
+
+/* Stack-clock ns at which the dispatcher must wake: the next timer, or the
+ * end of the link's lease if that comes first. */
+static uint64_t wake_at(const struct ns_stack *s)
+{
+	uint64_t t = tcpip_timers_next_ns();
+
+	return s->lent && !s->lease_parked && s->lease_until < t ? s->lease_until : t;
+}
+
 void ns_unlock(struct ns_stack *s)
 {
-	/* A call armed a timer that falls due before the dispatcher wakes. */
-	if (s->sleeping && tcpip_timers_next_ns() < s->sleep_until) {
+	/* A call armed a timer (or lent the link) due before the dispatcher
+	 * wakes. */
+	if (s->sleeping && wake_at(s) < s->sleep_until) {
 		s->sleeping = false;
 		eventfd_signal(s->wakefd);
 	}
@@ -124,6 +170,8 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 	struct ns_stack_config settled = { 0 };
 	struct ns_stack *s;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event kick = { .events = EPOLLIN };
+	struct epoll_event link = { .events = EPOLLIN };
 	unsigned i;
 	int rc;
 
@@ -164,17 +212,31 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 		rc = -errno;
 		goto fail_alloc;
 	}
+	s->dispfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->dispfd < 0) {
+		rc = -errno;
+		goto fail_epoll;
+	}
 	s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (s->wakefd < 0) {
 		rc = -errno;
-		goto fail_epoll;
+		goto fail_disp;
+	}
+	s->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->kickfd < 0) {
+		rc = -errno;
+		goto fail_wake;
 	}
 	s->notifyfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (s->notifyfd < 0) {
 		rc = -errno;
-		goto fail_wake;
+		goto fail_kick;
 	}
-	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0) {
+	kick.data.ptr = &s->kickfd;
+	link.data.ptr = &s->epfd;
+	if (epoll_ctl(s->dispfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0 ||
+	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->kickfd, &kick) < 0 ||
+	    epoll_ctl(s->dispfd, EPOLL_CTL_ADD, s->epfd, &link) < 0) {
 		rc = -errno;
 		goto fail_notify;
 	}
@@ -189,8 +251,12 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 
 fail_notify:
 	close(s->notifyfd);
+fail_kick:
+	close(s->kickfd);
 fail_wake:
 	close(s->wakefd);
+fail_disp:
+	close(s->dispfd);
 fail_epoll:
 	close(s->epfd);
 fail_alloc:
@@ -202,18 +268,219 @@ fail_unlock:
 	return rc;
 }
 
-static void dispatch_ready(struct ns_stack *s, struct epoll_event *evs, int n)
+/* Whether @nic is still one of the stack's: epoll events are read without
+ * the lock, and the NIC may have been removed since. */
+static bool nic_live(struct ns_stack *s, const struct ns_nic *nic)
+{
+	size_t i;
+
+	for (i = 0; i < s->nnics; i++)
+		if (s->nics[i] == nic)
+			return true;
+	return false;
+}
+
+/* Feed what the link endpoints in s->epfd reported to lwIP (lock held). */
+static void dispatch_link(struct ns_stack *s, struct epoll_event *evs, int n)
 {
 	int i;
 
 	for (i = 0; i < n; i++) {
-		struct ns_nic *nic = evs[i].data.ptr;
+		void *ptr = evs[i].data.ptr;
 
-		if (!nic)
-			eventfd_drain(s->wakefd);
-		else
-			ns_nic_rx(s, nic);
+		if (ptr == &s->kickfd)
+			eventfd_drain(s->kickfd);
+		else if (nic_live(s, ptr))
+			ns_nic_rx(s, ptr);
 	}
+	tcpip_time_wait_fixup();
+}
+
+static void dispatch_ready(struct ns_stack *s, struct epoll_event *evs, int n)
+{
+	struct epoll_event link[16];
+	int i, m;
+
+	for (i = 0; i < n; i++) {
+		if (!evs[i].data.ptr) {
+			eventfd_drain(s->wakefd);
+		} else if (!s->lent) {
+			/* (Lent since epoll_wait returned: the link and its
+			 * kicks are the leader's; taking them could leave it
+			 * asleep.) */
+			m = epoll_wait(s->epfd, link, 16, 0);
+			if (m > 0)
+				dispatch_link(s, link, m);
+		}
+	}
+}
+
+/* A lease from now; ns_unlock() wakes the dispatcher to keep it. */
+static void lease_start(struct ns_stack *s)
+{
+	s->lease_until = tcpip_now_ns() + LEASE_NS;
+	s->lead_ends_seen = s->lead_ends;
+	s->lease_parked = false;
+}
+
+/* Lend the link to leaders (@lend) or give it back to the dispatcher. */
+static void link_lend(struct ns_stack *s, bool lend)
+{
+	/* No events: the entry keeps only EPOLLERR|EPOLLHUP, which an epoll
+	 * fd never reports, so s->epfd's wakeups no longer reach dispfd. */
+	struct epoll_event ev = { .events = lend ? 0 : EPOLLIN, .data.ptr = &s->epfd };
+
+	if (s->lent == lend)
+		return;
+	/* Cannot fail: both sets exist and s->epfd is in s->dispfd. */
+	epoll_ctl(s->dispfd, EPOLL_CTL_MOD, s->epfd, &ev);
+	s->lent = lend;
+	if (lend)
+		lease_start(s);
+}
+
+/*
+ * At the dispatcher's round, once the lease is over: renew it if leaders
+ * used the link during it; else take the link back - but never from a
+ * leader that waits (both would read s->epfd, and the dispatcher could
+ * drain the kick meant for the leader and leave it asleep): that loan is
+ * parked, unchecked until the leader's wait ends, so a leader blocked for
+ * long costs the dispatcher no wakeup per lease.
+ */
+static void lease_check(struct ns_stack *s)
+{
+	uint64_t now;
+
+	if (!s->lent || s->lease_parked)
+		return;
+	now = tcpip_now_ns();
+	if (now < s->lease_until)
+		return;
+	if (s->lead_ends != s->lead_ends_seen) {
+		s->lead_ends_seen = s->lead_ends;
+		s->lease_until = now + LEASE_NS;
+	} else if (s->leader_cond) {
+		s->lease_parked = true;
+	} else {
+		link_lend(s, false);
+	}
+}
+
+/* Set on the thread that leads, while it waits (its own input needs no
+ * kick) and while it feeds its input to lwIP. Its address tells threads
+ * apart (THREAD_TOKEN). */
+static _Thread_local bool leading, dispatching;
+#define THREAD_TOKEN ((const void *)&leading)
+/* Followers looked at for an heir per wakeup: the first few are enough. */
+#define HEIR_SCAN 16
+
+/* A caller waiting on its condition while another leads. */
+struct ns_follower {
+	struct ns_follower *next, **pprev;
+	pthread_cond_t *cond;
+	const void *thread;	/* THREAD_TOKEN of the caller */
+};
+
+static bool heir_valid(const struct ns_stack *s);
+
+void ns_wake(struct ns_stack *s, pthread_cond_t *cond, bool all)
+{
+	if (all)
+		pthread_cond_broadcast(cond);
+	else
+		pthread_cond_signal(cond);
+	if (s->leader_cond == cond && !leading) {
+		eventfd_signal(s->kickfd);
+	} else if (dispatching && !heir_valid(s)) {
+		/* The leader's input readies a follower: traffic flows to
+		 * that thread now, so it leads next and reads its own. */
+		const struct ns_follower *f;
+		int i = 0;
+
+		for (f = s->followers; f && i < HEIR_SCAN; f = f->next, i++)
+			if (f->cond == cond) {
+				s->heir = f->thread;
+				s->heir_since = tcpip_now_ns();
+				break;
+			}
+	}
+}
+
+/* Milliseconds from now to @deadline, rounded up; 0 once it has passed. */
+static int ms_until(const struct timespec *deadline)
+{
+	struct timespec now;
+	int64_t ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000000000 + (deadline->tv_nsec - now.tv_nsec);
+	if (ns <= 0)
+		return 0;
+	return ns / 1000000 >= INT32_MAX ? INT32_MAX : (int)((ns + 999999) / 1000000);
+}
+
+/* Whether @s->heir still holds: a claim lapses after a lease, so a thread
+ * that never waits again cannot keep every other one from leading. */
+static bool heir_valid(const struct ns_stack *s)
+{
+	return s->heir && tcpip_now_ns() - s->heir_since < LEASE_NS;
+}
+
+static bool may_lead(struct ns_stack *s)
+{
+	if (!s->running || s->stopping || s->leader_cond)
+		return false;
+	return !heir_valid(s) || s->heir == THREAD_TOKEN;
+}
+
+int ns_wait(struct ns_stack *s, pthread_cond_t *cond, const struct timespec *deadline)
+{
+	struct epoll_event evs[16];
+	int timeout = -1, n;
+
+	if (!may_lead(s)) {
+		/* A follower: the leader's input or the dispatcher's wakes it
+		 * through @cond. */
+		struct ns_follower f = { .cond = cond, .thread = THREAD_TOKEN };
+
+		f.next = s->followers;
+		f.pprev = &s->followers;
+		if (f.next)
+			f.next->pprev = &f.next;
+		s->followers = &f;
+		n = tcpip_cond_wait(cond, deadline);
+		*f.pprev = f.next;
+		if (f.next)
+			f.next->pprev = f.pprev;
+		return n;
+	}
+	s->heir = NULL;
+	if (deadline) {
+		timeout = ms_until(deadline);
+		if (!timeout)
+			return -ETIMEDOUT;
+	}
+	s->leader_cond = cond;
+	leading = true;
+	link_lend(s, true);
+	ns_unlock(s);
+	n = epoll_wait(s->epfd, evs, 16, timeout);
+	ns_lock(s);
+	leading = false;
+	s->leader_cond = NULL;
+	s->lead_ends++;
+	if (s->running && !s->stopping) {
+		if (n > 0) {
+			dispatching = true;
+			dispatch_link(s, evs, n);
+			dispatching = false;
+		}
+		if (s->lease_parked)
+			lease_start(s);
+	} else {
+		link_lend(s, false);	/* stopped: nobody reads the link */
+	}
+	return n == 0 && deadline && !ms_until(deadline) ? -ETIMEDOUT : 0;
 }
 
 /*
@@ -233,19 +500,25 @@ void ns_stack_run_once(struct ns_stack *s, bool block)
 		if (s->nics[i]->failed)
 			ns_nic_handle_failure(s, s->nics[i]);
 	tcpip_timers_run();
+	lease_check(s);
 	if (block) {
+		s->sleep_until = wake_at(s);
 		timeout = tcpip_timers_next_ms();
-		s->sleep_until = tcpip_timers_next_ns();
+		if (s->sleep_until < tcpip_timers_next_ns()) {
+			uint64_t now = tcpip_now_ns();
+
+			/* The lease ends first (and always within an int). */
+			timeout = s->sleep_until <= now ? 0 :
+				(int)((s->sleep_until - now + 999999) / 1000000);
+		}
 		s->sleeping = true;
 	}
 	ns_unlock(s);
-	n = epoll_wait(s->epfd, evs, 16, timeout);
+	n = epoll_wait(s->dispfd, evs, 16, timeout);
 	ns_lock(s);
 	s->sleeping = false;
-	if (n > 0) {
+	if (n > 0)
 		dispatch_ready(s, evs, n);
-		tcpip_time_wait_fixup();
-	}
 }
 
 static void *dispatcher(void *arg)
@@ -253,6 +526,10 @@ static void *dispatcher(void *arg)
 	struct ns_stack *s = arg;
 
 	ns_lock(s);
+	/* A loan from before a stop ended with it (unless its leader has yet
+	 * to wake from the stop's kick: it gives the link back itself). */
+	if (!s->leader_cond)
+		link_lend(s, false);
 	while (!s->stopping)
 		ns_stack_run_once(s, true);
 	ns_unlock(s);
@@ -308,10 +585,16 @@ int ns_stack_stop(struct ns_stack *s)
 	s->stopping = true;
 	t = s->thread;
 	eventfd_signal(s->wakefd);
+	/* A leader must stop reading the link too. */
+	if (s->leader_cond)
+		eventfd_signal(s->kickfd);
 	ns_unlock(s);
 	pthread_join(t, NULL);
 	ns_lock(s);
 	s->running = false;
+	/* A stopped stack is driven by ns_stack_run_once() alone. */
+	if (!s->leader_cond)
+		link_lend(s, false);
 	ns_unlock(s);
 	return 0;
 }
@@ -346,7 +629,9 @@ void ns_stack_free(struct ns_stack *s)
 	free(s->socks);
 	free(s->rxbuf);
 	close(s->epfd);
+	close(s->dispfd);
 	close(s->wakefd);
+	close(s->kickfd);
 	close(s->notifyfd);
 	pthread_cond_destroy(&s->ckpt_cond);
 	the_stack = NULL;

@@ -4,7 +4,9 @@
  * tcpip/endpoint.c) against its documented contract, with real TCP and UDP
  * peers inside one process: error paths, blocking, nonblocking and timed
  * calls, wakeups across threads, options, socket names for IPv4, IPv6 and
- * dual-stack sockets, ns_poll() and the notify fd, concurrent callers, bulk
+ * dual-stack sockets, ns_poll() and the notify fd, concurrent callers
+ * (including blocked callers that read the link themselves: leadership
+ * moving between many readers, a stop, input with nobody waiting), bulk
  * transfer, and UDP datagram semantics. One stack has two NICs, A
  * (198.51.100.1/24, fd42:5::1/64) and B (198.51.100.2/24, fd42:5::2/64);
  * tests connect from A's addresses to listeners on B's. The NICs cannot be
@@ -49,6 +51,9 @@
 #define NOWHERE4 "203.0.113.9"	/* in no NIC's subnet, no route */
 #define WAIT_MS 5000		/* bound on every wait that should succeed */
 #define BLOCK_CHECK_MS 200	/* how long a call must stay blocked to count as blocked */
+/* Bound on a wakeup nothing but the call itself causes: a lost one would
+ * be rescued only seconds later, by unrelated traffic (MLD, ND). */
+#define WAKE_MS 1000
 #define WIRE_BUF (4 * 1024 * 1024)
 
 static const uint8_t mac_of[2][6] = {
@@ -1063,35 +1068,48 @@ Test(socket_blocking, nonblocking_send_fills_the_buffers_then_eagain)
 	(void)s;
 }
 
+/* Block @call on b->sock in a thread, close the socket: the call returns
+ * -EBADF at once. */
+static void close_wakes_with_ebadf(struct blocked_call *b, void *(*call)(void *))
+{
+	pthread_t t;
+
+	cr_assert_eq(pthread_create(&t, NULL, call, b), 0);
+	sleep_ms(BLOCK_CHECK_MS);
+	cr_assert_not(atomic_load(&b->returned), "returned early: %zd", b->rc);
+	cr_assert_eq(ns_close(stack, b->sock), 0);
+	join_within(t, WAKE_MS, NULL);
+	cr_expect_eq(b->rc, -EBADF);
+}
+
 Test(socket_blocking, closing_a_socket_wakes_a_blocked_recv_with_ebadf)
 {
 	struct blocked_call b = { .len = sizeof(b.buf) };
-	pthread_t t;
-	int c, s;
+	int c;
 
-	tcp_pair(AF_INET, &c, &s);
-	b.sock = s;
-	cr_assert_eq(pthread_create(&t, NULL, recv_thread, &b), 0);
-	sleep_ms(BLOCK_CHECK_MS);
-	cr_assert_not(atomic_load(&b.returned), "recv returned early: %zd", b.rc);
-	cr_assert_eq(ns_close(stack, s), 0);
-	join_within(t, WAIT_MS, NULL);
-	cr_expect_eq(b.rc, -EBADF);
+	tcp_pair(AF_INET, &c, &b.sock);
+	close_wakes_with_ebadf(&b, recv_thread);
 	(void)c;
 }
 
 Test(socket_blocking, closing_a_listener_wakes_a_blocked_accept_with_ebadf)
 {
 	struct blocked_call b = { 0 };
-	pthread_t t;
 
 	b.sock = listener_at(AF_INET6, B6, 5015);
-	cr_assert_eq(pthread_create(&t, NULL, accept_thread, &b), 0);
-	sleep_ms(BLOCK_CHECK_MS);
-	cr_assert_not(atomic_load(&b.returned), "accept returned early: %zd", b.rc);
-	cr_assert_eq(ns_close(stack, b.sock), 0);
-	join_within(t, WAIT_MS, NULL);
-	cr_expect_eq(b.rc, -EBADF);
+	close_wakes_with_ebadf(&b, accept_thread);
+}
+
+Test(socket_blocking, closing_a_udp_socket_wakes_a_blocked_recv_with_ebadf)
+{
+	struct blocked_call b = { .len = sizeof(b.buf) };
+	struct sa a = sa_make(B4, 6100);
+
+	/* A UDP close sends nothing: no frame wakes a reader that waits on
+	 * the link, only the close itself. */
+	b.sock = new_socket(AF_INET, SOCK_DGRAM);
+	cr_assert_eq(ns_bind(stack, b.sock, SA(a)), 0);
+	close_wakes_with_ebadf(&b, recv_thread);
 }
 
 Test(socket_blocking, recv_returns_0_after_the_peer_shuts_down_writing)
@@ -1944,6 +1962,183 @@ Test(socket_threads, four_clients_fifty_rounds_each_against_an_echo_pool)
 			     cl[i].rounds_ok, cl[i].error, cl[i].error_round);
 	cr_expect_eq(e.errors, 0, "echo errors: %d, last %d", (int)e.errors, (int)e.last_error);
 	cr_expect_eq(e.served, CLIENTS * ROUNDS);
+}
+
+/* ------------------------------------------------------------------ */
+/* Leader/follower: blocked callers read the link themselves           */
+/* ------------------------------------------------------------------ */
+
+#define READERS 8
+#define READER_ROUNDS 20
+
+struct reader {
+	int sock;
+	int rounds;
+	int error;		/* first failure: recv's return or -EBADMSG */
+	atomic_int done;	/* rounds finished */
+};
+
+static void *reader_worker(void *arg)
+{
+	struct reader *r = arg;
+	int i;
+
+	for (i = 0; i < r->rounds && !r->error; i++) {
+		uint8_t b;
+		ssize_t n = ns_recv(stack, r->sock, &b, 1, 0);
+
+		if (n != 1)
+			r->error = n < 0 ? (int)n : -EPIPE;
+		else if (b != (uint8_t)i)
+			r->error = -EBADMSG;
+		atomic_fetch_add(&r->done, 1);
+	}
+	return NULL;
+}
+
+/* Whether every reader has finished @round rounds, within WAIT_MS. */
+static bool readers_reach(struct reader *r, int round)
+{
+	int64_t end = now_ms() + WAIT_MS;
+	int i;
+
+	for (i = 0; i < READERS; i++)
+		while (atomic_load(&r[i].done) < round && !r[i].error)
+			if (now_ms() > end)
+				return false;
+			else
+				sleep_ms(1);
+	return true;
+}
+
+Test(socket_threads, many_blocked_readers_each_woken_by_their_own_data_in_any_order)
+{
+	struct reader r[READERS];
+	pthread_t t[READERS];
+	int c[READERS], i, round;
+
+	for (i = 0; i < READERS; i++) {
+		tcp_pair(i % 2 ? AF_INET6 : AF_INET, &c[i], &r[i].sock);
+		r[i].rounds = READER_ROUNDS;
+		r[i].error = 0;
+		atomic_init(&r[i].done, 0);
+		cr_assert_eq(pthread_create(&t[i], NULL, reader_worker, &r[i]), 0);
+	}
+	/* Every round all readers block (one leads, the rest follow), then
+	 * each gets one byte, in an order that changes every round, so the
+	 * byte for a follower arrives through the leader's input and
+	 * leadership moves from thread to thread. */
+	for (round = 0; round < READER_ROUNDS; round++) {
+		uint8_t b = (uint8_t)round;
+
+		sleep_ms(2);
+		for (i = 0; i < READERS; i++)
+			send_all(c[(i * 3 + round) % READERS], &b, 1);
+		cr_assert(readers_reach(r, round + 1), "round %d: a reader was never woken", round);
+	}
+	for (i = 0; i < READERS; i++) {
+		join_within(t[i], WAIT_MS, NULL);
+		cr_expect_eq(r[i].error, 0, "reader %d: %d after %d rounds", i, r[i].error,
+			     atomic_load(&r[i].done));
+	}
+}
+
+Test(socket_threads, a_poll_and_a_recv_blocked_together_are_both_woken)
+{
+	struct blocked_call b = { .len = sizeof(b.buf) };
+	struct pollfd p;
+	pthread_t t;
+	int c1, s1, c2, s2, rc;
+
+	tcp_pair(AF_INET, &c1, &s1);
+	tcp_pair(AF_INET6, &c2, &s2);
+	b.sock = s2;
+	cr_assert_eq(pthread_create(&t, NULL, recv_thread, &b), 0);
+	sleep_ms(BLOCK_CHECK_MS / 4);
+	/* Data for the recv first: whichever leads, the other must wake. */
+	send_all(c2, "recv", 4);
+	join_within(t, WAIT_MS, NULL);
+	cr_expect_eq(b.rc, 4);
+	send_all(c1, "poll", 4);
+	p = (struct pollfd){ .fd = s1, .events = POLLIN };
+	rc = ns_poll(stack, &p, 1, WAIT_MS);
+	cr_expect_eq(rc, 1);
+	cr_expect(p.revents & POLLIN);
+}
+
+Test(socket_threads, a_blocked_poll_and_a_blocked_recv_on_other_sockets_both_wake)
+{
+	struct blocked_call b = { .len = sizeof(b.buf) };
+	struct poll_call pc = { .p.events = POLLIN, .timeout = -1 };
+	pthread_t tr, tp;
+	int c1, s1, c2, s2;
+
+	tcp_pair(AF_INET, &c1, &s1);
+	tcp_pair(AF_INET, &c2, &s2);
+	b.sock = s1;
+	pc.p.fd = s2;
+	cr_assert_eq(pthread_create(&tr, NULL, recv_thread, &b), 0);
+	cr_assert_eq(pthread_create(&tp, NULL, poll_thread, &pc), 0);
+	sleep_ms(BLOCK_CHECK_MS);
+	cr_assert_not(atomic_load(&b.returned));
+	cr_assert_not(atomic_load(&pc.returned));
+	send_all(c2, "p", 1);
+	join_within(tp, WAIT_MS, NULL);
+	cr_expect_eq(pc.rc, 1);
+	cr_expect(pc.p.revents & POLLIN);
+	cr_expect_not(atomic_load(&b.returned), "recv woke without data");
+	send_all(c1, "r", 1);
+	join_within(tr, WAIT_MS, NULL);
+	cr_expect_eq(b.rc, 1);
+}
+
+Test(socket_blocking, a_stopped_stack_feeds_no_frame_to_a_blocked_reader)
+{
+	struct blocked_call b = { .len = sizeof(b.buf) };
+	pthread_t t;
+	int c, s;
+
+	tcp_pair(AF_INET, &c, &s);
+	b.sock = s;
+	cr_assert_eq(pthread_create(&t, NULL, recv_thread, &b), 0);
+	sleep_ms(BLOCK_CHECK_MS / 4);
+	/* The reader reads the link while it waits; a stopped stack must not
+	 * (a checkpoint stops it to quiesce): the data waits on the wire. */
+	cr_assert_eq(ns_stack_stop(stack), 0);
+	send_all(c, "later", 5);
+	sleep_ms(BLOCK_CHECK_MS);
+	cr_expect_not(atomic_load(&b.returned), "the stopped stack delivered (%zd)", b.rc);
+	cr_assert_eq(ns_stack_start(stack), 0);
+	join_within(t, WAIT_MS, NULL);
+	cr_expect_eq(b.rc, 5);
+	cr_expect_arr_eq(b.buf, "later", 5);
+}
+
+Test(socket_poll, data_arriving_while_nobody_waits_is_still_taken_in)
+{
+	struct blocked_call b = { .len = 1 };
+	struct pollfd p = { .events = POLLIN };
+	pthread_t t;
+	int64_t end;
+	int c, s;
+
+	tcp_pair(AF_INET, &c, &s);
+	/* A reader waits (and reads the link itself), gets its byte and goes:
+	 * the link must not stay with a thread that no longer waits. */
+	b.sock = s;
+	cr_assert_eq(pthread_create(&t, NULL, recv_thread, &b), 0);
+	sleep_ms(BLOCK_CHECK_MS / 4);
+	send_all(c, "ab", 2);
+	join_within(t, WAIT_MS, NULL);
+	cr_assert_eq(b.rc, 1);
+	cr_assert_eq(ns_recv(stack, s, b.buf, 1, 0), 1);
+	send_all(c, "c", 1);
+	/* Nobody blocks from here on: only looks that never wait. */
+	p.fd = s;
+	end = now_ms() + WAIT_MS;
+	while (ns_poll(stack, &p, 1, 0) == 0 && now_ms() < end)
+		sleep_ms(1);
+	cr_expect(p.revents & POLLIN, "the data was never taken in");
 }
 
 /* ------------------------------------------------------------------ */
