@@ -60,11 +60,13 @@ static size_t iov_head(const struct iovec *iov, int iovcnt, uint8_t *dst, size_t
 	return got;
 }
 
-/* Whether the frame is a TCP data segment the coalescer may take; fills @s. */
-static bool seg_parse(const struct iovec *iov, int iovcnt, size_t len, struct seg *s)
+/* Where a frame's TCP header is, if it is an unfragmented TCP packet with
+ * its headers in the first TAP_GSO_HDR_MAX bytes; fills @s but seq and
+ * payload. */
+static bool tcp_parse(const struct iovec *iov, int iovcnt, size_t len, struct seg *s)
 {
 	size_t have = iov_head(iov, iovcnt, s->h, len < TAP_GSO_HDR_MAX ? len : TAP_GSO_HDR_MAX);
-	const uint8_t *ip = s->h + TAP_ETH_HLEN, *th;
+	const uint8_t *ip = s->h + TAP_ETH_HLEN;
 	size_t thlen;
 
 	if (have < TAP_ETH_HLEN + 20u + 20u)
@@ -90,16 +92,26 @@ static bool seg_parse(const struct iovec *iov, int iovcnt, size_t len, struct se
 	default:
 		return false;
 	}
-	th = s->h + s->l4;
-	thlen = (size_t)(th[12] >> 4) * 4;
+	thlen = (size_t)(s->h[s->l4 + 12] >> 4) * 4;
 	if (thlen < 20 || s->l4 + thlen > have)
+		return false;
+	s->hlen = (uint16_t)(s->l4 + thlen);
+	return true;
+}
+
+/* Whether the frame is a TCP data segment the coalescer may take; fills @s. */
+static bool seg_parse(const struct iovec *iov, int iovcnt, size_t len, struct seg *s)
+{
+	const uint8_t *th;
+
+	if (!tcp_parse(iov, iovcnt, len, s))
 		return false;
 	/* ACK, maybe PSH: nothing the kernel would treat specially per piece
 	 * (it keeps FIN on the last piece, CWR on the first, but lwIP's
 	 * FIN rides alone often enough not to matter). */
+	th = s->h + s->l4;
 	if ((th[13] & ~TCP_PSH) != TCP_ACK || (th[12] & 0x0f))
 		return false;
-	s->hlen = (uint16_t)(s->l4 + thlen);
 	if (len <= s->hlen)
 		return false;	/* no data: a pure ACK or a probe */
 	s->payload = len - s->hlen;
@@ -234,17 +246,17 @@ bool tap_gso_add(struct tap_gso *g, const struct iovec *iov, int iovcnt, size_t 
 	return true;
 }
 
-/* Make the pending frame's headers those of one frame of all its data. */
-static void gso_fix_headers(struct tap_gso *g, struct tap_offload *off)
+/* The TCP checksum field of a partial checksum (NEEDS_CSUM): the
+ * pseudo-header's sum, not complemented, for @tcplen bytes of TCP; the
+ * kernel adds the bytes from csum_start on (adjusting the length to each
+ * piece's when it cuts a GSO frame). @hdr: the frame from Ethernet on. */
+static uint16_t tcp_csum_seed(const uint8_t *hdr, bool v6, size_t tcplen)
 {
-	uint8_t *ip = g->hdr + TAP_ETH_HLEN, *th = g->hdr + g->l4;
-	size_t tcplen = g->hlen - g->l4 + g->payload;
+	const uint8_t *ip = hdr + TAP_ETH_HLEN;
 	uint8_t pseudo[40];
 	size_t plen;
-	uint16_t sum;
 
-	if (g->v6) {
-		wr16(ip + 4, (uint16_t)tcplen);
+	if (v6) {
 		/* Addresses, the upper-layer length (32 bits), zeros, next header. */
 		memcpy(pseudo, ip + 8, 32);
 		memset(pseudo + 32, 0, 8);
@@ -252,27 +264,68 @@ static void gso_fix_headers(struct tap_gso *g, struct tap_offload *off)
 		pseudo[39] = IP_PROTO_TCP;
 		plen = 40;
 	} else {
-		wr16(ip + 2, (uint16_t)(20 + tcplen));
-		memset(ip + 10, 0, 2);
-		sum = (uint16_t)~tap_csum_add(0, ip, 20);
-		memcpy(ip + 10, &sum, 2);	/* host order, as the sum loads */
 		memcpy(pseudo, ip + 12, 8);
 		pseudo[8] = 0;
 		pseudo[9] = IP_PROTO_TCP;
 		wr16(pseudo + 10, (uint16_t)tcplen);
 		plen = 12;
 	}
-	/* NEEDS_CSUM: the field holds the pseudo-header's sum, not
-	 * complemented, over the whole frame's TCP length; the kernel adjusts
-	 * it to each piece's length and adds the piece's bytes. */
-	sum = (uint16_t)tap_csum_add(0, pseudo, plen);
-	memcpy(th + TCP_CSUM_OFF, &sum, 2);
+	return (uint16_t)tap_csum_add(0, pseudo, plen);	/* host order, as it loads */
+}
+
+static void csum_partial_offload(struct tap_offload *off, uint16_t l4)
+{
+	memset(off, 0, sizeof(*off));
 	off->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	off->csum_start = l4;
+	off->csum_offset = TCP_CSUM_OFF;
+}
+
+bool tap_tcp_csum_partial(const struct iovec *iov, int iovcnt, size_t len, struct tap_offload *off)
+{
+	struct seg s;
+	uint16_t seed;
+	size_t at, k, base;
+	int i;
+
+	if (!tcp_parse(iov, iovcnt, len, &s))
+		return false;
+	seed = tcp_csum_seed(s.h, s.v6, len - s.l4);
+	/* Into the frame itself, wherever its gather list holds the field
+	 * (the two bytes may straddle two entries). */
+	at = s.l4 + TCP_CSUM_OFF;
+	for (i = 0, k = 0, base = 0; i < iovcnt && k < 2; base += iov[i].iov_len, i++)
+		for (; k < 2 && at + k < base + iov[i].iov_len; k++)
+			((uint8_t *)iov[i].iov_base)[at + k - base] = ((const uint8_t *)&seed)[k];
+	csum_partial_offload(off, s.l4);
+	return true;
+}
+
+/* Make the pending frame's headers those of one frame of all its data. */
+static void gso_fix_headers(struct tap_gso *g, struct tap_offload *off)
+{
+	uint8_t *ip = g->hdr + TAP_ETH_HLEN, *th = g->hdr + g->l4;
+	size_t tcplen = g->hlen - g->l4 + g->payload;
+	uint16_t sum;
+
+	if (g->v6) {
+		wr16(ip + 4, (uint16_t)tcplen);
+	} else {
+		wr16(ip + 2, (uint16_t)(20 + tcplen));
+		memset(ip + 10, 0, 2);
+		sum = (uint16_t)~tap_csum_add(0, ip, 20);
+		memcpy(ip + 10, &sum, 2);	/* host order, as the sum loads */
+	}
+	/* NEEDS_CSUM over the whole frame's TCP length; the kernel adjusts
+	 * the seed to each piece's length and adds the piece's bytes. */
+	sum = tcp_csum_seed(g->hdr, g->v6, tcplen);
+	memcpy(th + TCP_CSUM_OFF, &sum, 2);
+	csum_partial_offload(off, g->l4);
+	if (g->nseg == 1)
+		return;
 	off->gso_type = g->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
 	off->hdr_len = g->hlen;
 	off->gso_size = g->mss;
-	off->csum_start = g->l4;
-	off->csum_offset = TCP_CSUM_OFF;
 }
 
 int tap_gso_flush(struct tap_gso *g)
@@ -283,8 +336,9 @@ int tap_gso_flush(struct tap_gso *g)
 	if (!g->nseg)
 		return 1;
 	/* One segment goes out as lwIP built it (the header copy is its
-	 * header as it was then). */
-	if (g->nseg > 1)
+	 * header as it was then), its checksum left to the kernel if lwIP
+	 * left it out. */
+	if (g->nseg > 1 || g->csum_partial)
 		gso_fix_headers(g, &f.off);
 	f.iovcnt = g->iovcnt;
 	f.len = g->hlen + g->payload;

@@ -46,6 +46,9 @@ struct tap_gso {
 	/* The frame holding @cookie's payload is gone: it may be freed. */
 	void (*release)(void *arg, void *cookie);
 	void *arg;
+	/* lwIP leaves TCP checksums out (the NIC's NETIF_CHECKSUM_GEN_TCP is
+	 * off): single segments go with a partial checksum too. */
+	bool csum_partial;
 
 	/* The pending frame; nseg == 0: none. */
 	unsigned nseg;
@@ -81,5 +84,15 @@ bool tap_gso_add(struct tap_gso *g, const struct iovec *iov, int iovcnt, size_t 
 int tap_gso_flush(struct tap_gso *g);
 /* Drop the pending frame unsent (the NIC is going away). */
 void tap_gso_discard(struct tap_gso *g);
+/**
+ * tap_tcp_csum_partial() - leave a TCP frame's checksum to the kernel
+ * @iov, @iovcnt, @len: the frame; its checksum field is written in place
+ * @off: set to NEEDS_CSUM from the TCP header on
+ *
+ * For a frame lwIP sent without a TCP checksum that the coalescer did not
+ * take (SYN, FIN, RST, a pure ACK).
+ * Return: false (nothing done) if it is not an unfragmented TCP packet.
+ */
+bool tap_tcp_csum_partial(const struct iovec *iov, int iovcnt, size_t len, struct tap_offload *off);
 
 #endif /* NETSTACK_TAP_GSO_H */

@@ -187,6 +187,20 @@ static unsigned check_frame(unsigned fi, unsigned first)
 	size_t pay = len - hlen, g, off;
 	unsigned i, n;
 
+	if (sink->nseg[fi] == 1 && gso.csum_partial) {
+		/* As offered but for a partial checksum the kernel completes. */
+		uint8_t whole[2048 + 128];
+
+		cr_assert_eq(o->flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+		cr_assert_eq(o->gso_type, 0);
+		cr_assert_eq(o->csum_start, l4);
+		cr_assert_eq(o->csum_offset, 16);
+		cr_assert_eq(len, seg_len[first]);
+		memcpy(whole, f, len);
+		wr16(whole + l4 + 16, frame_csum(whole + l4, len - l4, 0));
+		cr_assert(!memcmp(whole, seg_buf[first], len), "single segment %u changed", first);
+		return 1;
+	}
 	if (sink->nseg[fi] == 1) {
 		/* A single segment leaves as it was offered. */
 		cr_assert_eq(o->flags, 0);
@@ -470,4 +484,46 @@ Test(gso, discard_releases_without_sending)
 	cr_assert_eq(sink->nframes, 0);
 	cr_assert_eq(sink->released, 2);
 	cr_assert_eq(tap_gso_flush(&gso), 1, "nothing left pending");
+}
+
+Test(gso, with_partial_checksums_single_segments_leave_theirs_to_the_kernel)
+{
+	gso.csum_partial = true;
+	reset_segs();
+	offer(&(struct segspec){ .seq = 0, .len = MSS });
+	offer(&(struct segspec){ .seq = 5 * MSS, .len = MSS });	/* a gap: alone */
+	offer(&(struct segspec){ .seq = 6 * MSS, .len = MSS, .v6 = true });
+	tap_gso_flush(&gso);
+	cr_assert_eq(sink->nframes, 3);
+	check_all();
+}
+
+Test(gso, a_frame_not_taken_gets_a_partial_checksum_in_place)
+{
+	uint8_t f[2048], want[2048];
+	struct tap_offload off;
+	struct iovec iov[3];
+	size_t l4 = 14 + 20, cut;
+
+	reset_segs();
+	/* A SYN, its checksum field split over two gather entries. */
+	cr_assert(!offer(&(struct segspec){ .seq = 9, .len = 0, .flags = FRAME_TCP_SYN }));
+	memcpy(want, seg_buf[0], seg_len[0]);
+	memcpy(f, seg_buf[0], seg_len[0]);
+	f[l4 + 16] = f[l4 + 17] = 0;	/* as lwIP leaves it */
+	for (cut = l4 + 15; cut <= l4 + 18; cut++) {
+		iov[0] = (struct iovec){ f, cut };
+		iov[1] = (struct iovec){ f + cut, 1 };
+		iov[2] = (struct iovec){ f + cut + 1, seg_len[0] - cut - 1 };
+		f[l4 + 16] = f[l4 + 17] = 0;
+		cr_assert(tap_tcp_csum_partial(iov, 3, seg_len[0], &off));
+		cr_assert_eq(off.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+		cr_assert_eq(off.csum_start, l4);
+		cr_assert_eq(off.csum_offset, 16);
+		wr16(f + l4 + 16, frame_csum(f + l4, seg_len[0] - l4, 0));
+		cr_assert(!memcmp(f, want, seg_len[0]), "cut at %zu: not the right sum", cut);
+	}
+	f[12] = 0x08;
+	f[13] = 0x06;	/* ARP */
+	cr_assert(!tap_tcp_csum_partial(iov, 3, seg_len[0], &off));
 }
