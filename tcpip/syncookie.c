@@ -492,16 +492,16 @@ static bool on_ack(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport
 
 	if (!l)
 		return false;
+	/* A segment of a connection that exists (lwIP keeps the busy ones at
+	 * the head of the list): no MAC to compute. */
+	pcb = find_pcb(tcp_active_pcbs, s, sport, dport);
+	if ((pcb && pcb->state != SYN_RCVD) || find_pcb(tcp_tw_pcbs, s, sport, dport))
+		return false;
 	if (!tcpip_cookie_check(&s->dst, dport, &s->src, sport, seq - 1, ack - 1, cookie_count(), &data)) {
-		if (!find_pcb(tcp_active_pcbs, s, sport, dport) && !find_pcb(tcp_tw_pcbs, s, sport, dport))
+		if (!pcb)
 			stats.failed++;
 		return false;
 	}
-	pcb = find_pcb(tcp_active_pcbs, s, sport, dport);
-	/* A connection of this cookie exists already (its first ACKs carry
-	 * the same numbers), or another one holds the ports. */
-	if ((pcb && pcb->state != SYN_RCVD) || find_pcb(tcp_tw_pcbs, s, sport, dport))
-		return false;
 	if (!acceptable(s))
 		return false;
 	/* The peer took our cookie over lwIP's SYN-ACK to a repeated SYN. */
