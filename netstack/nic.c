@@ -334,13 +334,17 @@ static void rx_buf_free(struct pbuf *p)
 static struct pbuf *rx_buf_lend(struct rx_buf *b, size_t len)
 {
 	struct rx_pool *pool = b->pool;
+	struct pbuf *p;
 
 	b->data[len] = 0;	/* the guard byte: see rx_pbuf() */
 	b->pc.custom_free_function = rx_buf_free;
+	p = pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &b->pc, b->data, (u16_t)len);
+	if (!p)
+		return NULL;	/* (cannot happen: the buffer holds any frame) */
 	pthread_mutex_lock(&pool->lock);
 	pool->lent++;
 	pthread_mutex_unlock(&pool->lock);
-	return pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &b->pc, b->data, (u16_t)len);
+	return p;
 }
 
 static struct nic_dp *nic_dp_new(struct ns_nic *nic)
@@ -690,7 +694,8 @@ static struct pbuf *rx_frame_pbuf(struct ns_nic *nic, unsigned i, const struct t
 
 	if (dp && i < dp->armed && dp->slot[i] && f->len >= NIC_RX_LEND_MIN) {
 		p = rx_buf_lend(dp->slot[i], f->len);
-		dp->slot[i] = NULL;
+		if (p)
+			dp->slot[i] = NULL;
 		return p;
 	}
 	p = rx_pbuf(f->data, f->len);
@@ -707,6 +712,9 @@ void ns_nic_rx(struct ns_stack *s, struct ns_nic *nic)
 	uint64_t truncated = ep->rx_truncated;
 	int round, n, i;
 
+	/* Nothing is pending here; if a burst ever ended where lwIP's loop
+	 * was expected to go on (tcp_burst_continues()), its frame goes now. */
+	nic_tx_flush_all(s);
 	tx_coalescing = true;
 	/* A bounded number of batches per wakeup keeps NICs and timers fair. */
 	for (round = 0; round < 4; round++) {
