@@ -2,7 +2,8 @@
 /*
  * port.c - the platform half of the lwIP port: the stack lock and its
  * core-locked assertion, lwIP's one-time initialisation, the err_t -> errno
- * map, diagnostics, randomness, the TCP initial sequence number hook, and
+ * map, diagnostics, randomness, the TCP initial sequence number hook (which
+ * gives a connection a SYN cookie vouched for the cookie as its ISN), and
  * the allocator behind every lwIP allocation, which counts bytes against the
  * stack's memory limit. Time and timers live in timers.c, on the timer wheel
  * of timers/.
@@ -338,7 +339,8 @@ uint32_t tcpip_random(void)
  * RFC 6528 initial sequence numbers: a keyed hash of the connection's
  * addresses and ports plus a 4-microsecond clock, so a peer can neither
  * guess another connection's ISN nor see it go backwards for its own.
- * The hash is SipHash-2-4's round function over a per-process key.
+ * The hash is SipHash-2-4's round function over a per-process key; SYN
+ * cookies (syncookie.c) are MACs of the same hash.
  */
 static uint64_t isn_key[2];
 static bool isn_keyed;
