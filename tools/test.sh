@@ -8,9 +8,9 @@
 #
 # Then each fuzz target runs for FUZZ_SECONDS (default 60) under libFuzzer
 # (tools/fuzz.sh; ctest already replayed the committed corpus in both
-# builds). With MEMCHECK=1 the unit tests also run under valgrind
-# (tools/memcheck.sh; about 12 minutes on a 2-core machine, so not by
-# default).
+# builds) while, beside it, every unit test and fuzz replay runs under
+# valgrind's memcheck (tools/memcheck.sh): each keeps one CPU busy, so
+# together they take about as long as the slower. MEMCHECK=0 skips memcheck.
 #
 # Usage: tools/test.sh [ctest args...]   e.g. tools/test.sh -L unit
 set -euo pipefail
@@ -33,9 +33,18 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNETSTACK_SANITIZE=ON >/dev/n
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ctest --output-on-failure --timeout 300 "$@")
 
-# Bounded fuzzing of every target: new inputs stay in a scratch directory.
-bash tools/fuzz.sh "${FUZZ_SECONDS:-60}"
-
-if [ "${MEMCHECK:-0}" = 1 ]; then
-	bash tools/memcheck.sh build
+# Bounded fuzzing of every target (new inputs stay in a scratch
+# directory), and memcheck beside it.
+memcheck_pid=
+if [ "${MEMCHECK:-1}" = 1 ]; then
+	bash tools/memcheck.sh build >build/memcheck.out 2>&1 &
+	memcheck_pid=$!
 fi
+fuzz_rc=0
+bash tools/fuzz.sh "${FUZZ_SECONDS:-60}" || fuzz_rc=$?
+memcheck_rc=0
+if [ -n "$memcheck_pid" ]; then
+	wait "$memcheck_pid" || memcheck_rc=$?
+	cat build/memcheck.out
+fi
+[ "$fuzz_rc" = 0 ] && [ "$memcheck_rc" = 0 ]
