@@ -45,7 +45,9 @@
 #define NIC_RX_LEND_MIN (TAP_FRAME_MAX / 2)
 /* Idle buffers a NIC keeps besides the ones in its read slots: enough to
  * re-arm the slots after a batch lent them all, few enough that an idle
- * NIC holds little of the memory limit (each counts against it). */
+ * NIC holds little of the memory limit (each counts against it). 64
+ * measured no faster (netstack-bench stream, 3 runs interleaved: into
+ * the stack 0.66x vs 0.64x kernel at MTU 65520, 0.77x vs 0.93x at 1500). */
 #define NIC_RX_IDLE_MAX 16u
 /* Read slots armed with a buffer at first; doubled each time a batch
  * fills them, up to NS_RX_BATCH. The rest read into the stack's copy
