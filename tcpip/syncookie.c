@@ -38,6 +38,9 @@
  * 65-131 s (Linux: up to 2 minutes).
  */
 #define COOKIE_COUNT_SHIFT 16
+/* sys_now() is 32 bits, so the clock is 16 and wraps every 49.7 days: the
+ * tick before 0 is 0xffff, and every difference is taken modulo 2^16. */
+#define COOKIE_COUNT_MASK 0xffffu
 #define COOKIE_COUNT_POS 29
 #define COOKIE_DATA_POS 21
 #define COOKIE_MAC_MASK ((1u << COOKIE_DATA_POS) - 1)
@@ -122,6 +125,7 @@ uint32_t tcpip_cookie_make(const ip_addr_t *local_ip, uint16_t local_port, const
 			   uint16_t remote_port, uint32_t peer_isn, uint32_t count, unsigned data)
 {
 	data &= TCPIP_COOKIE_DATA_MAX - 1;
+	count &= COOKIE_COUNT_MASK;
 	return (count & 7u) << COOKIE_COUNT_POS | data << COOKIE_DATA_POS |
 	       cookie_mac(local_ip, local_port, remote_ip, remote_port, peer_isn, count, data);
 }
@@ -134,7 +138,7 @@ bool tcpip_cookie_check(const ip_addr_t *local_ip, uint16_t local_port, const ip
 	uint32_t age, c;
 
 	for (age = 0; age < 2; age++) {
-		c = count - age;
+		c = (count - age) & COOKIE_COUNT_MASK;
 		if ((c & 7u) == cookie >> COOKIE_COUNT_POS &&
 		    cookie_mac(local_ip, local_port, remote_ip, remote_port, peer_isn, c, d) ==
 		    (cookie & COOKIE_MAC_MASK)) {
@@ -147,7 +151,7 @@ bool tcpip_cookie_check(const ip_addr_t *local_ip, uint16_t local_port, const ip
 
 static uint32_t cookie_count(void)
 {
-	return (uint32_t)sys_now() >> COOKIE_COUNT_SHIFT;
+	return ((uint32_t)sys_now() >> COOKIE_COUNT_SHIFT) & COOKIE_COUNT_MASK;
 }
 
 /* Options as lwIP's tcp_parseopt() reads them: a bad length ends parsing. */
@@ -539,7 +543,7 @@ bool tcpip_syncookie_input(const struct tcpip_tcp_seg *s)
 	/* Cookies are checked only while some were sent lately: otherwise an
 	 * ACK costs one test. */
 	if ((flags & (TCP_SYN | TCP_RST | TCP_ACK)) == TCP_ACK && cookies_sent &&
-	    cookie_count() - last_sent_count <= 1)
+	    ((cookie_count() - last_sent_count) & COOKIE_COUNT_MASK) <= 1)
 		return on_ack(s, sport, dport, get32(t + 4), get32(t + 8));
 	return false;
 }

@@ -61,9 +61,10 @@ uint64_t tcpip_siphash(const uint64_t *words, size_t n);
 /*
  * The cookie itself, exposed for unit tests. @data packs what the SYN
  * asked for (see syncookie.c: MSS index, window scale, SACK), below
- * TCPIP_COOKIE_DATA_MAX; @count is the clock (sys_now() >> 16, ~65 s).
- * tcpip_cookie_check() takes the cookie as the ACK acknowledged it, minus
- * one, and accepts the current count and the one before.
+ * TCPIP_COOKIE_DATA_MAX; @count is the clock (sys_now() >> 16, ~65 s),
+ * taken modulo 2^16 as sys_now() wraps. tcpip_cookie_check() takes the
+ * cookie as the ACK acknowledged it, minus one, and accepts the current
+ * count and the one before (0xffff before 0).
  */
 #define TCPIP_COOKIE_DATA_MAX 256u
 uint32_t tcpip_cookie_make(const ip_addr_t *local_ip, uint16_t local_port, const ip_addr_t *remote_ip,

@@ -563,3 +563,23 @@ Test(syncookie, cookie_round_trips_every_data_value_and_rejects_changes)
 		cr_assert_not(tcpip_cookie_check(&a6, 80, &b6, 4000, 99, c + 1, count, &d), "plus one");
 	}
 }
+
+/* sys_now() wraps every 49.7 days and the 16-bit clock with it: a cookie
+ * made in the last tick before the wrap must pass in the first after it,
+ * and one from two ticks back must not. */
+Test(syncookie, cookie_from_the_tick_before_the_clock_wraps_is_accepted)
+{
+	ip_addr_t a4, b4;
+	uint32_t c;
+	unsigned d;
+
+	ip_addr_set_zero_ip4(&a4);
+	ip_addr_set_zero_ip4(&b4);
+	cr_assert(ip4addr_aton(NIC_IP4, ip_2_ip4(&a4)));
+	cr_assert(ip4addr_aton(PEER_IP4, ip_2_ip4(&b4)));
+	c = tcpip_cookie_make(&a4, 80, &b4, 4000, 99, 0xffff, 5);
+	cr_assert(tcpip_cookie_check(&a4, 80, &b4, 4000, 99, c, 0, &d), "refused just after the wrap");
+	cr_assert_eq(d, 5);
+	c = tcpip_cookie_make(&a4, 80, &b4, 4000, 99, 0xfffe, 5);
+	cr_assert_not(tcpip_cookie_check(&a4, 80, &b4, 4000, 99, c, 0, &d), "two ticks old across the wrap");
+}
