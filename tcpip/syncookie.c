@@ -284,9 +284,19 @@ static bool tcp_csum_ok(const struct tcpip_tcp_seg *s)
 	return sum == 0;
 }
 
+/* ip4_input() checks the IPv4 header's sum only after the hook: unchecked,
+ * an ACK with a broken header and a right cookie evicted a half-open
+ * connection and replayed its SYN, and only then did lwIP drop the ACK. */
+static bool ip4_csum_ok(const struct tcpip_tcp_seg *s)
+{
+	if (IP_IS_V6(&s->dst) || (s->inp && !(s->inp->chksum_flags & NETIF_CHECKSUM_CHECK_IP)))
+		return true;
+	return inet_chksum(s->p->payload, s->ip_hlen) == 0;
+}
+
 static bool acceptable(const struct tcpip_tcp_seg *s)
 {
-	return dst_is_ours(s) && src_is_unicast(s) && tcp_csum_ok(s);
+	return dst_is_ours(s) && src_is_unicast(s) && ip4_csum_ok(s) && tcp_csum_ok(s);
 }
 
 /* A TCP header with options into a pbuf whose payload is the TCP header.
@@ -374,6 +384,15 @@ static bool has_half_open(const struct tcp_pcb_listen *l)
 	return false;
 }
 
+/* A segment of a connection lwIP holds, which lwIP's tcp_input() gives
+ * that connection before any listener: a repeated SYN to a half-open one
+ * gets its SYN-ACK again, a SYN to an established one a challenge ACK
+ * (RFC 5961), never a cookie for a second connection on the same ports. */
+static bool known(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport)
+{
+	return find_pcb(tcp_active_pcbs, s, sport, dport) || find_pcb(tcp_tw_pcbs, s, sport, dport);
+}
+
 static bool on_syn(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport, uint32_t seq)
 {
 	struct tcp_pcb_listen *l = find_listener(s, dport);
@@ -384,7 +403,8 @@ static bool on_syn(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport
 	uint32_t count, cookie;
 	size_t n;
 
-	if (!l || l->accepts_pending < l->backlog || !has_half_open(l) || !acceptable(s))
+	if (!l || l->accepts_pending < l->backlog || !has_half_open(l) || known(s, sport, dport) ||
+	    !acceptable(s))
 		return false;
 	out = ip_route(&s->dst, &s->src);
 	if (!out)

@@ -583,3 +583,63 @@ Test(syncookie, cookie_from_the_tick_before_the_clock_wraps_is_accepted)
 	c = tcpip_cookie_make(&a4, 80, &b4, 4000, 99, 0xfffe, 5);
 	cr_assert_not(tcpip_cookie_check(&a4, 80, &b4, 4000, 99, c, 0, &d), "two ticks old across the wrap");
 }
+
+/* lwIP checks the IPv4 header's sum only after the input hook: a SYN or
+ * a cookie ACK with a broken header must get neither a cookie nor a
+ * connection (nor evict a half-open one for it). */
+Test(syncookie, broken_ipv4_header_checksum_gets_no_cookie_and_makes_nothing,
+     .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct tcpip_syncookie_stats st;
+	struct tcp_peer peer, bad;
+	struct seen w, wb;
+	uint8_t f[FRAME_BUF], o[12];
+	ssize_t n;
+
+	fill_backlog(&to4);
+	tcp_peer_init(&bad, &to4, PEER_PORT + 1, LISTEN_PORT, PEER_ISN);
+	seen_init(&wb, &bad);
+	n = tcp_peer_syn(&bad, f, sizeof(f), syn_opts, sizeof(syn_opts));
+	cr_assert_gt(n, 0);
+	f[FRAME_ETH_HLEN + 10] ^= 0x01;	/* the IPv4 header checksum */
+	inject(f, (size_t)n);
+	run(&wb);
+	cr_assert_eq(wb.synacks, 0, "a cookie SYN-ACK to a SYN with a broken IPv4 header");
+
+	cookie_syn(&peer, &w, &to4, PEER_PORT);
+	n = tcp_peer_send(&peer, f, sizeof(f), FRAME_TCP_ACK, o, ts_opt(o, PEER_TSVAL + 1, w.synack_tsval),
+			  NULL, 0);
+	cr_assert_gt(n, 0);
+	f[FRAME_ETH_HLEN + 10] ^= 0x01;
+	inject(f, (size_t)n);
+	run(&w);
+	tcpip_syncookie_stats(&st);
+	cr_assert_eq(st.sent, 1);
+	cr_assert_eq(st.validated, 0, "a cookie ACK with a broken IPv4 header was taken");
+	cr_assert_eq(accept_one(), -EAGAIN);
+}
+
+/* lwIP answers a repeated SYN of a half-open connection with that
+ * connection's SYN-ACK: the cookies must leave it to lwIP, not hand out a
+ * cookie for a second connection on the same ports. */
+Test(syncookie, repeated_syn_of_a_half_open_connection_gets_its_own_synack,
+     .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct tcpip_syncookie_stats st;
+	struct tcp_peer again;
+	struct seen w;
+	uint8_t f[FRAME_BUF];
+	uint32_t first;
+
+	fill_backlog(&to4);
+	first = half[0].rcv_nxt;
+	tcp_peer_init(&again, &to4, HALF_OPEN_PORT, LISTEN_PORT, PEER_ISN);
+	seen_init(&w, &again);
+	inject(f, (size_t)tcp_peer_syn(&again, f, sizeof(f), syn_opts, sizeof(syn_opts)));
+	run(&w);
+	cr_assert_eq(w.synacks, 1, "no SYN-ACK to the repeated SYN");
+	cr_assert_eq(w.synack_seq + 1, first, "the repeated SYN got another ISN (%u, first %u)",
+		     w.synack_seq, first - 1);
+	tcpip_syncookie_stats(&st);
+	cr_assert_eq(st.sent, 0, "a cookie for a connection lwIP has");
+}
