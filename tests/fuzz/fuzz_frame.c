@@ -12,6 +12,10 @@
  * family from the peer (198.51.100.1 and fd42:5::1, ports 40000 and 40001),
  * opened through the channel with crafted frames and each holding unacked
  * data the stack sent, so retransmission, SACK and window code is in reach.
+ * A second dual-stack listener (port 8080, backlog 2) is kept full of
+ * half-open connections from the peer (ports 50000 and 50001), and one
+ * more SYN (port 50002) has had a cookie, so the SYN cookies
+ * (tcpip/syncookie.c) answer SYNs to it and check the ACKs that follow.
  * Before every input the harness puts that state back: it reads what the
  * sockets received, accepts and closes what the fuzzer connected, aborts
  * every other connection and TIME-WAIT, and re-opens a connection the
@@ -24,7 +28,12 @@
  *
  * ctl bit 0 (FUZZ_REBASE): a TCP segment's sequence and acknowledgement
  * numbers are offsets from what the connection with those ports expects
- * (rcv_nxt and snd_nxt), so mutations land in the window;
+ * (rcv_nxt and snd_nxt), so mutations land in the window; a segment to
+ * the cookie listener's port with ACK but not SYN or RST and no
+ * connection on its ports gets a cookie instead: its sequence number is
+ * taken as the peer's ISN + 1, and its acknowledgement number's low byte
+ * as the cookie's data and bits 8-9 as its age in clock ticks (0 and 1
+ * valid), so the ACK carries the cookie + 1 a SYN would have had;
  * bit 1 (FUZZ_CSUM): the IPv4 header checksum and the TCP, UDP, ICMP or
  * ICMPv6 checksum are recomputed, so mutations get past them;
  * bit 2 (FUZZ_BATCH): the stack does not run before the next frame, which
@@ -55,6 +64,8 @@
 #include "lwip/ip4_frag.h"
 #include "lwip/ip6_frag.h"
 #include "lwip/priv/tcp_priv.h"
+#include "lwip/sys.h"
+#include "syncookie.h"
 
 #define NS_PER_MS 1000000ull
 #define START_NS (1000000ull * NS_PER_MS)	/* the fake clock starts at 1000 s */
@@ -64,6 +75,9 @@
 #define NIC_IP6 "fd42:5::2"
 #define PEER_IP6 "fd42:5::1"
 #define LISTEN_PORT 80
+#define COOKIE_PORT 8080	/* the listener kept full of half-open connections */
+#define COOKIE_BACKLOG 2
+#define HALF_OPEN_PORT 50000	/* the peer's half-open connections, then the cookie SYN */
 #define UDP_PORT 53
 #define PEER_ISN 1000000u
 #define INFLIGHT 3000		/* bytes the stack keeps unacked on each connection */
@@ -104,7 +118,7 @@ static bool trace;		/* FUZZ_FRAME_TRACE set: print what the stack sends */
 static struct ns_stack *stack;
 static struct ns_endpoint *chan;
 static struct frame_path to4, to6;
-static int listener = -1, udp = -1;
+static int listener = -1, udp = -1, cookie_listener = -1;
 static struct conn conns[2] = {
 	{ .path = &to4, .port = 40000, .sock = -1 },
 	{ .path = &to6, .port = 40001, .sock = -1 },
@@ -213,19 +227,50 @@ static struct tcp_pcb *pcb_find(uint16_t local, uint16_t remote)
 	return NULL;
 }
 
+/* An address of the pseudo-header repair_find_l4() made: @i 0 the
+ * source, 1 the destination. */
+static void pseudo_addr(const struct repair_l4 *l, int i, ip_addr_t *ip)
+{
+	if (l->pseudo_len == 40) {
+		ip_addr_set_zero_ip6(ip);
+		memcpy(ip_2_ip6(ip)->addr, l->pseudo + 16 * i, 16);
+	} else {
+		ip_addr_set_zero_ip4(ip);
+		memcpy(&ip_2_ip4(ip)->addr, l->pseudo + 4 * i, 4);
+	}
+}
+
+/* The ACK of a cookie the stack would have sent for this segment's SYN
+ * (see the header comment for what the fuzzer's numbers choose). Lock held. */
+static void cookie_ack(const struct repair_l4 *l)
+{
+	uint32_t seq = repair_get32(l->hdr + 4), ack = repair_get32(l->hdr + 8);
+	uint32_t count = ((uint32_t)sys_now() >> 16) - ((ack >> 8) & 3u);
+	ip_addr_t src, dst;
+
+	pseudo_addr(l, 0, &src);
+	pseudo_addr(l, 1, &dst);
+	repair_put32(l->hdr + 8, tcpip_cookie_make(&dst, COOKIE_PORT, &src, repair_get16(l->hdr), seq - 1,
+						   count, ack & 0xffu) + 1);
+}
+
 /* Sequence and acknowledgement numbers as offsets from what the
- * connection with the segment's ports expects. */
+ * connection with the segment's ports expects, or a cookie's ACK. */
 static void rebase(const struct repair_l4 *l)
 {
 	struct tcp_pcb *pcb;
+	uint16_t dport;
 
 	if (!l->hdr || l->proto != IPPROTO_TCP || l->len < FRAME_TCP_HLEN)
 		return;
+	dport = repair_get16(l->hdr + 2);
 	ns_lock(stack);
-	pcb = pcb_find(repair_get16(l->hdr + 2), repair_get16(l->hdr));
+	pcb = pcb_find(dport, repair_get16(l->hdr));
 	if (pcb) {
 		repair_put32(l->hdr + 4, repair_get32(l->hdr + 4) + pcb->rcv_nxt);
 		repair_put32(l->hdr + 8, repair_get32(l->hdr + 8) + pcb->snd_nxt);
+	} else if (dport == COOKIE_PORT && (l->hdr[13] & (TCP_SYN | TCP_RST | TCP_ACK)) == TCP_ACK) {
+		cookie_ack(l);
 	}
 	ns_unlock(stack);
 }
@@ -308,6 +353,25 @@ static struct tcp_pcb *stray_pcb(void)
 	return NULL;
 }
 
+/* The cookie listener's backlog full of half-open connections, then one
+ * SYN past it, answered with a cookie: cookies are in use. */
+static void flood(void)
+{
+	uint8_t buf[256];
+	uint16_t i;
+
+	for (i = 0; i <= COOKIE_BACKLOG; i++) {
+		struct tcp_peer p;
+		ssize_t n;
+
+		tcp_peer_init(&p, &to4, (uint16_t)(HALF_OPEN_PORT + i), COOKIE_PORT, PEER_ISN);
+		n = tcp_peer_syn(&p, buf, sizeof(buf), syn_opts, sizeof(syn_opts));
+		FUZZ_CHECK(n > 0, "tcp_peer_syn: %zd", n);
+		inject(buf, (size_t)n);
+		run();
+	}
+}
+
 static void reset_state(void)
 {
 	static uint8_t sink[65536];
@@ -328,6 +392,8 @@ static void reset_state(void)
 		;
 	while ((s = ns_accept(stack, listener, NULL, NULL, SOCK_NONBLOCK)) >= 0)
 		ns_close(stack, s);
+	while ((s = ns_accept(stack, cookie_listener, NULL, NULL, SOCK_NONBLOCK)) >= 0)
+		ns_close(stack, s);
 	ns_lock(stack);
 	while ((pcb = stray_pcb())) {
 		/* No callback may reach a socket: these have none, or (SYN_RCVD)
@@ -337,6 +403,7 @@ static void reset_state(void)
 	}
 	ns_unlock(stack);
 	run();
+	flood();
 	for (i = 0; i < NCONNS; i++) {
 		struct tcp_pcb *p;
 		bool idle;
@@ -424,11 +491,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	listener = socket_on(SOCK_STREAM, LISTEN_PORT);
 	rc = ns_listen(stack, listener, 16);
 	FUZZ_CHECK(rc == 0, "ns_listen: %d", rc);
+	cookie_listener = socket_on(SOCK_STREAM, COOKIE_PORT);
+	rc = ns_listen(stack, cookie_listener, COOKIE_BACKLOG);
+	FUZZ_CHECK(rc == 0, "ns_listen: %d", rc);
 	udp = socket_on(SOCK_DGRAM, UDP_PORT);
 	run();
 	reset_state();
 	for (i = 0; i < NCONNS; i++)
 		FUZZ_CHECK(conns[i].sock >= 0, "connection %zu did not open", i);
+	{
+		struct tcpip_syncookie_stats st;
+
+		tcpip_syncookie_stats(&st);
+		FUZZ_CHECK(st.sent > 0, "the cookie listener's SYN got no cookie");
+	}
 	return 0;
 }
 

@@ -36,6 +36,9 @@
 #define NIC_IP6 "fd42:5::2"
 #define PEER_IP6 "fd42:5::1"
 #define LISTEN_PORT 80
+#define COOKIE_PORT 8080
+#define HALF_OPEN_PORT 50000
+#define PEER_ISN 1000000u
 #define UDP_PORT 53
 #define CONN4_PORT 40000
 #define CONN6_PORT 40001
@@ -96,19 +99,28 @@ static void rec(struct seq *s, uint8_t ctl, const uint8_t *f, ssize_t len)
 	s->len += 3 + (size_t)len;
 }
 
-/* A segment on one of the harness's connections: sequence and
- * acknowledgement numbers as offsets (FUZZ_REBASE). */
-static void seg(struct seq *s, uint8_t ctl, const struct frame_path *path, uint16_t sport,
-		uint8_t flags, int32_t seq_off, int32_t ack_off, const uint8_t *opts, size_t opts_len,
-		const void *data, size_t len)
+/* A segment to @dport, through FUZZ_REBASE: on a connection, sequence and
+ * acknowledgement numbers as offsets; to the cookie listener without one,
+ * an ACK of a cookie (see fuzz_frame.c). */
+static void seg_to(struct seq *s, uint8_t ctl, const struct frame_path *path, uint16_t sport,
+		   uint16_t dport, uint8_t flags, int32_t seq_off, int32_t ack_off, const uint8_t *opts,
+		   size_t opts_len, const void *data, size_t len)
 {
 	struct frame_tcp t = {
-		.sport = sport, .dport = LISTEN_PORT, .seq = (uint32_t)seq_off, .ack = (uint32_t)ack_off,
+		.sport = sport, .dport = dport, .seq = (uint32_t)seq_off, .ack = (uint32_t)ack_off,
 		.flags = flags, .window = 65535, .opts = opts, .opts_len = opts_len, .data = data, .len = len,
 	};
 	uint8_t f[2048];
 
 	rec(s, ctl | FUZZ_REBASE | FUZZ_CSUM, f, frame_tcp(f, sizeof(f), path, &t));
+}
+
+/* A segment on one of the harness's connections to the first listener. */
+static void seg(struct seq *s, uint8_t ctl, const struct frame_path *path, uint16_t sport,
+		uint8_t flags, int32_t seq_off, int32_t ack_off, const uint8_t *opts, size_t opts_len,
+		const void *data, size_t len)
+{
+	seg_to(s, ctl, path, sport, LISTEN_PORT, flags, seq_off, ack_off, opts, opts_len, data, len);
 }
 
 static void save(const char *name, const struct seq *s)
@@ -197,6 +209,50 @@ static void ipv6_fragments(struct seq *s)
 	}
 }
 
+/* The cookie listener, full of half-open connections: a SYN gets a
+ * cookie and its ACK (FUZZ_REBASE makes it carry the cookie; the ack
+ * number chooses the cookie's data and age) makes a connection, with
+ * data, FIN, both, timestamps; an ACK with no SYN of its own before it
+ * (the harness's SYN armed the cookies), an expired one; a repeated SYN
+ * of a half-open connection. */
+static void cookie_seeds(void)
+{
+	/* data 0xbc: MSS 1460, window scale 7, SACK; bit 8: a tick old. */
+	static const char hello[] = "hello, cookie";
+	static const uint8_t ts_opts[] = { 1, 1, 8, 10, 0, 0, 0x30, 0x3a, 0, 0, 0, 1 };
+	struct seq s;
+
+	memset(&s, 0, sizeof(s));
+	seg_to(&s, 0, &to4, 42000, COOKIE_PORT, FRAME_TCP_SYN, 5000, 0, syn_opts, sizeof(syn_opts), NULL, 0);
+	s.buf[0] = FUZZ_CSUM;	/* the SYN's numbers as they are */
+	seg_to(&s, 0, &to4, 42000, COOKIE_PORT, FRAME_TCP_ACK | FRAME_TCP_PSH, 5001, 0xbc, ts_opts,
+	       sizeof(ts_opts), hello, sizeof(hello));
+	seg_to(&s, 0, &to4, 42000, COOKIE_PORT, FRAME_TCP_FIN | FRAME_TCP_ACK, 0, 0, NULL, 0, NULL, 0);
+	save("cookie4-syn-ack-data-fin", &s);
+	memset(&s, 0, sizeof(s));
+	seg_to(&s, 0, &to6, 42001, COOKIE_PORT, FRAME_TCP_SYN, 7000, 0, syn_opts, sizeof(syn_opts), NULL, 0);
+	s.buf[0] = FUZZ_CSUM;
+	seg_to(&s, 0, &to6, 42001, COOKIE_PORT, FRAME_TCP_ACK, 7001, 0xbc, ts_opts, sizeof(ts_opts), NULL, 0);
+	seg_to(&s, 0, &to6, 42001, COOKIE_PORT, FRAME_TCP_ACK | FRAME_TCP_PSH, 0, 0, NULL, 0, hello,
+	       sizeof(hello));
+	save("cookie6-syn-ack-data", &s);
+	memset(&s, 0, sizeof(s));
+	seg_to(&s, 0, &to4, 42002, COOKIE_PORT, FRAME_TCP_ACK | FRAME_TCP_FIN | FRAME_TCP_PSH, 9001, 0x1bc,
+	       NULL, 0, hello, sizeof(hello));
+	save("cookie4-ack-fin-data-a-tick-old", &s);
+	memset(&s, 0, sizeof(s));
+	seg_to(&s, 0, &to6, 42003, COOKIE_PORT, FRAME_TCP_ACK, 9001, 0x20f, NULL, 0, NULL, 0);
+	seg_to(&s, 0, &to4, 42003, COOKIE_PORT, FRAME_TCP_ACK | FRAME_TCP_RST, 9001, 0x0f, NULL, 0, NULL, 0);
+	save("cookie-expired-and-rst", &s);
+	memset(&s, 0, sizeof(s));
+	seg_to(&s, 0, &to4, HALF_OPEN_PORT, COOKIE_PORT, FRAME_TCP_SYN, (int32_t)PEER_ISN, 0, syn_opts,
+	       sizeof(syn_opts), NULL, 0);
+	s.buf[0] = FUZZ_CSUM;
+	seg_to(&s, ADVANCE(13), &to4, HALF_OPEN_PORT + 2, COOKIE_PORT, FRAME_TCP_ACK, (int32_t)PEER_ISN + 1,
+	       0xbc, NULL, 0, NULL, 0);
+	save("cookie4-repeated-syn-then-late-ack", &s);
+}
+
 static void frame_seeds(void)
 {
 	static const char hello[] = "hello, stack";
@@ -274,6 +330,8 @@ static void frame_seeds(void)
 		rec(&s, 0, f, frame_tcp(f, sizeof(f), &to4, &t));
 	}
 	save("tcp4-syn-closed-port", &s);
+
+	cookie_seeds();
 
 	/* Link and network layer: ARP, neighbour discovery, echo, UDP. */
 	memset(&s, 0, sizeof(s));
