@@ -643,3 +643,52 @@ Test(syncookie, repeated_syn_of_a_half_open_connection_gets_its_own_synack,
 	tcpip_syncookie_stats(&st);
 	cr_assert_eq(st.sent, 0, "a cookie for a connection lwIP has");
 }
+
+/* The ACK that echoes the cookie may carry data and a FIN (a peer that
+ * sends at once and closes): the replayed SYN makes the connection, and
+ * lwIP takes both from that ACK. */
+Test(syncookie, cookie_ack_with_data_and_fin_delivers_both, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	static const char hello[] = "hello, cookie";
+	struct tcpip_syncookie_stats st;
+	struct tcp_peer peer;
+	struct seen w;
+	uint8_t f[FRAME_BUF], o[12];
+	char buf[64];
+	int s;
+
+	fill_backlog(&to6);
+	cookie_syn(&peer, &w, &to6, PEER_PORT);
+	inject(f, (size_t)tcp_peer_send(&peer, f, sizeof(f), FRAME_TCP_ACK | FRAME_TCP_PSH | FRAME_TCP_FIN, o,
+					ts_opt(o, PEER_TSVAL + 1, w.synack_tsval), hello, sizeof(hello)));
+	run(&w);
+	cr_assert_eq(w.rsts, 0, "the cookie ACK was refused");
+	tcpip_syncookie_stats(&st);
+	cr_assert_eq(st.validated, 1);
+	s = accept_one();
+	cr_assert_geq(s, 0, "no connection from the cookie: %d", s);
+	cr_assert_eq(ns_recv(stack, s, buf, sizeof(buf), MSG_DONTWAIT), (ssize_t)sizeof(hello));
+	cr_assert_str_eq(buf, hello);
+	cr_assert_eq(ns_recv(stack, s, buf, sizeof(buf), MSG_DONTWAIT), 0, "no end of stream");
+	cr_assert_eq(w.last.ack, PEER_ISN + 1 + sizeof(hello) + 1, "the data and FIN not acknowledged");
+	ns_close(stack, s);
+}
+
+/* A cookie outlives its listener: the ACK must then make nothing, and be
+ * answered as any segment to a closed port is. */
+Test(syncookie, cookie_ack_after_the_listener_closed_makes_nothing, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	struct tcpip_syncookie_stats st;
+	struct tcp_peer peer;
+	struct seen w;
+
+	fill_backlog(&to4);
+	cookie_syn(&peer, &w, &to4, PEER_PORT);
+	cr_assert_eq(ns_close(stack, listener), 0);
+	cookie_ack(&peer, &w, 0xffff);
+	cr_assert_eq(w.rsts, 1, "no RST from the closed port");
+	tcpip_syncookie_stats(&st);
+	cr_assert_eq(st.validated, 0);
+}
