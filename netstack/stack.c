@@ -505,11 +505,11 @@ void ns_stack_run_once(struct ns_stack *s, bool block)
 		s->sleep_until = wake_at(s);
 		timeout = tcpip_timers_next_ms();
 		if (s->sleep_until < tcpip_timers_next_ns()) {
-			uint64_t now = tcpip_now_ns();
+			uint64_t now = tcpip_now_ns(), ms;
 
-			/* The lease ends first (and always within an int). */
-			timeout = s->sleep_until <= now ? 0 :
-				(int)((s->sleep_until - now + 999999) / 1000000);
+			/* The lease ends first. */
+			ms = s->sleep_until <= now ? 0 : (s->sleep_until - now + 999999) / 1000000;
+			timeout = ms > INT32_MAX ? INT32_MAX : (int)ms;
 		}
 		s->sleeping = true;
 	}
