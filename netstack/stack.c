@@ -366,11 +366,10 @@ static void lease_check(struct ns_stack *s)
 	}
 }
 
-/* Set on the thread that leads, while it waits (its own input needs no
- * kick) and while it feeds its input to lwIP. Its address tells threads
- * apart (THREAD_TOKEN). */
-static _Thread_local bool leading, dispatching;
-#define THREAD_TOKEN ((const void *)&leading)
+/* Set on the leader's thread while it feeds its input to lwIP. Its
+ * address tells threads apart (THREAD_TOKEN). */
+static _Thread_local bool dispatching;
+#define THREAD_TOKEN ((const void *)&dispatching)
 /* Followers looked at for an heir per wakeup: the first few are enough. */
 #define HEIR_SCAN 16
 
@@ -389,7 +388,9 @@ void ns_wake(struct ns_stack *s, pthread_cond_t *cond, bool all)
 		pthread_cond_broadcast(cond);
 	else
 		pthread_cond_signal(cond);
-	if (s->leader_cond == cond && !leading) {
+	/* (The leader's own input comes after it stopped waiting, with
+	 * leader_cond cleared: it needs no kick.) */
+	if (s->leader_cond == cond) {
 		eventfd_signal(s->kickfd);
 	} else if (dispatching && !heir_valid(s)) {
 		/* The leader's input readies a follower: traffic flows to
@@ -461,12 +462,10 @@ int ns_wait(struct ns_stack *s, pthread_cond_t *cond, const struct timespec *dea
 			return -ETIMEDOUT;
 	}
 	s->leader_cond = cond;
-	leading = true;
 	link_lend(s, true);
 	ns_unlock(s);
 	n = epoll_wait(s->epfd, evs, 16, timeout);
 	ns_lock(s);
-	leading = false;
 	s->leader_cond = NULL;
 	s->lead_ends++;
 	if (s->running && !s->stopping) {
