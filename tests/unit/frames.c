@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/icmp6.h>
 #include <netinet/ip_icmp.h>
+#include <stdio.h>
 #include <string.h>
 
 #define NDP_HOP_LIMIT 255u
@@ -693,4 +694,40 @@ ssize_t frame_neighbour_reply(const struct frame_parsed *p, const struct frame_p
 		return frame_ndp_na(buf, cap, &back, FRAME_NA_SOLICITED | FRAME_NA_OVERRIDE);
 	}
 	return 0;
+}
+
+void frame_describe(const struct frame_parsed *p, char *buf, size_t cap)
+{
+	char s[INET6_ADDRSTRLEN] = "?", d[INET6_ADDRSTRLEN] = "?";
+
+	if (p->ethertype == FRAME_ETH_ARP) {
+		inet_ntop(AF_INET, &p->arp_spa, s, sizeof(s));
+		inet_ntop(AF_INET, &p->arp_tpa, d, sizeof(d));
+		snprintf(buf, cap, "ARP op %u %s->%s", p->arp_op, s, d);
+		return;
+	}
+	if (!p->ip_version) {
+		snprintf(buf, cap, "ethertype 0x%04x", p->ethertype);
+		return;
+	}
+	inet_ntop(p->src.family, p->src.family == AF_INET ? (const void *)&p->src.v4 : (const void *)&p->src.v6,
+		  s, sizeof(s));
+	inet_ntop(p->dst.family, p->dst.family == AF_INET ? (const void *)&p->dst.v4 : (const void *)&p->dst.v6,
+		  d, sizeof(d));
+	switch (p->proto) {
+	case IPPROTO_TCP:
+		snprintf(buf, cap, "TCP %s:%u->%s:%u flags 0x%02x seq %u ack %u len %zu", s, p->sport, d,
+			 p->dport, p->tcp_flags, p->seq, p->ack, p->payload_len);
+		break;
+	case IPPROTO_UDP:
+		snprintf(buf, cap, "UDP %s:%u->%s:%u len %zu", s, p->sport, d, p->dport, p->payload_len);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		snprintf(buf, cap, "ICMPv%d type %u %s->%s", p->ip_version == 4 ? 4 : 6, p->icmp_type, s, d);
+		break;
+	default:
+		snprintf(buf, cap, "IPv%d proto %u %s->%s", p->ip_version, p->proto, s, d);
+		break;
+	}
 }

@@ -329,6 +329,14 @@ ssize_t frame_tcp(uint8_t *buf, size_t cap, const struct frame_path *path, const
 int frame_parse(const uint8_t *f, size_t len, struct frame_parsed *p);
 
 /*
+ * frame_describe() - one line saying what a parsed frame is, for failure
+ * messages: "TCP 198.51.100.2:80->198.51.100.1:40000 flags 0x12 seq ..."
+ * (ARP, UDP, ICMP and other IP protocols likewise). Always NUL-terminates
+ * @buf when @cap > 0.
+ */
+void frame_describe(const struct frame_parsed *p, char *buf, size_t cap);
+
+/*
  * A scripted TCP peer. Its path runs from the peer (src) to the stack (dst).
  * Every segment it sends starts at snd_nxt and advances it by the data
  * length plus one for SYN and for FIN; segments it absorbs from the stack

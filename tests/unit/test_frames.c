@@ -1040,3 +1040,22 @@ Test(frames, neighbour_reply_answers_only_queries_for_the_peer)
 	cr_expect_eq(frame_neighbour_reply(&q, &other, NULL, out, sizeof(out)), 0);
 	cr_expect_eq(frame_neighbour_reply(&q, NULL, NULL, out, sizeof(out)), 0);
 }
+
+Test(frames, describe_says_what_a_frame_is)
+{
+	struct frame_path p4 = path_to_stack(AF_INET), p6 = path_to_stack(AF_INET6);
+	struct frame_tcp seg = { .sport = 40000, .dport = 80, .seq = 5, .flags = FRAME_TCP_SYN,
+				 .window = 1000 };
+	uint8_t buf[256];
+	char d[160];
+	struct frame_parsed f = parse_ok(buf, frame_tcp(buf, sizeof(buf), &p4, &seg));
+
+	frame_describe(&f, d, sizeof(d));
+	cr_assert_str_eq(d, "TCP 198.51.100.1:40000->198.51.100.2:80 flags 0x02 seq 5 ack 0 len 0");
+	f = parse_ok(buf, frame_udp(buf, sizeof(buf), &p6, 53, 5353, "x", 1));
+	frame_describe(&f, d, sizeof(d));
+	cr_assert_str_eq(d, "UDP fd42:5::1:53->fd42:5::2:5353 len 1");
+	f = parse_ok(buf, frame_arp(buf, sizeof(buf), &p4, FRAME_ARP_REQUEST));
+	frame_describe(&f, d, 8);
+	cr_assert_str_eq(d, "ARP op ", "cut to the buffer, NUL-terminated");
+}

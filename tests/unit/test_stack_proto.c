@@ -171,43 +171,6 @@ static void inject(const uint8_t *f, ssize_t len)
 	cr_assert_eq(rc, 0, "ns_channel_inject: %d", rc);
 }
 
-/* A one-line description of a parsed frame, for failure messages. */
-static void describe(const struct frame_parsed *p, char *buf, size_t cap)
-{
-	char s[INET6_ADDRSTRLEN] = "?", d[INET6_ADDRSTRLEN] = "?";
-
-	if (p->ethertype == FRAME_ETH_ARP) {
-		inet_ntop(AF_INET, &p->arp_spa, s, sizeof(s));
-		inet_ntop(AF_INET, &p->arp_tpa, d, sizeof(d));
-		snprintf(buf, cap, "ARP op %u %s->%s", p->arp_op, s, d);
-		return;
-	}
-	if (!p->ip_version) {
-		snprintf(buf, cap, "ethertype 0x%04x", p->ethertype);
-		return;
-	}
-	inet_ntop(p->src.family, p->src.family == AF_INET ? (const void *)&p->src.v4 : (const void *)&p->src.v6,
-		  s, sizeof(s));
-	inet_ntop(p->dst.family, p->dst.family == AF_INET ? (const void *)&p->dst.v4 : (const void *)&p->dst.v6,
-		  d, sizeof(d));
-	switch (p->proto) {
-	case IPPROTO_TCP:
-		snprintf(buf, cap, "TCP %s:%u->%s:%u flags 0x%02x seq %u ack %u len %zu", s, p->sport, d,
-			 p->dport, p->tcp_flags, p->seq, p->ack, p->payload_len);
-		break;
-	case IPPROTO_UDP:
-		snprintf(buf, cap, "UDP %s:%u->%s:%u len %zu", s, p->sport, d, p->dport, p->payload_len);
-		break;
-	case IPPROTO_ICMP:
-	case IPPROTO_ICMPV6:
-		snprintf(buf, cap, "ICMPv%d type %u %s->%s", p->ip_version == 4 ? 4 : 6, p->icmp_type, s, d);
-		break;
-	default:
-		snprintf(buf, cap, "IPv%d proto %u %s->%s", p->ip_version, p->proto, s, d);
-		break;
-	}
-}
-
 /*
  * Take the oldest frame the stack sent. Every frame must parse and carry
  * correct checksums, whatever the test is waiting for.
@@ -225,7 +188,7 @@ static bool next_frame(struct frame *f)
 	f->len = (size_t)n;
 	cr_assert_eq(frame_parse(f->buf, f->len, &f->p), 0, "the stack sent a malformed %zu-byte frame",
 		     f->len);
-	describe(&f->p, what, sizeof(what));
+	frame_describe(&f->p, what, sizeof(what));
 	cr_assert(f->p.csum_ok, "the stack sent a frame with a bad checksum: %s", what);
 	cr_assert(!memcmp(f->p.src_mac, nic_mac, FRAME_MAC_LEN), "frame not from the NIC's MAC: %s", what);
 	return true;
@@ -267,7 +230,7 @@ static void expect_frame(struct frame *f, frame_match_fn match, const void *arg,
 				return;
 			if (answer_neighbour_query(&f->p))
 				continue;
-			describe(&f->p, d, sizeof(d));
+			frame_describe(&f->p, d, sizeof(d));
 			if (used < sizeof(seen))
 				used += (size_t)snprintf(seen + used, sizeof(seen) - used, "[%s] ", d);
 		}
@@ -288,7 +251,7 @@ static void expect_silence(frame_match_fn match, const void *arg, const char *wh
 		while (next_frame(&f)) {
 			char d[160];
 
-			describe(&f.p, d, sizeof(d));
+			frame_describe(&f.p, d, sizeof(d));
 			cr_assert(!match(&f.p, arg), "unexpected %s: %s", what, d);
 			answer_neighbour_query(&f.p);
 		}

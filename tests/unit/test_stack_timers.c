@@ -124,33 +124,6 @@ static struct in_addr ip4(const char *text)
 	return a;
 }
 
-static void describe(const struct frame_parsed *p, char *buf, size_t cap)
-{
-	char s[INET6_ADDRSTRLEN] = "?", d[INET6_ADDRSTRLEN] = "?";
-
-	if (p->ethertype == FRAME_ETH_ARP) {
-		inet_ntop(AF_INET, &p->arp_spa, s, sizeof(s));
-		inet_ntop(AF_INET, &p->arp_tpa, d, sizeof(d));
-		snprintf(buf, cap, "ARP op %u %s->%s", p->arp_op, s, d);
-		return;
-	}
-	if (!p->ip_version) {
-		snprintf(buf, cap, "ethertype 0x%04x", p->ethertype);
-		return;
-	}
-	inet_ntop(p->src.family, p->src.family == AF_INET ? (const void *)&p->src.v4 : (const void *)&p->src.v6,
-		  s, sizeof(s));
-	inet_ntop(p->dst.family, p->dst.family == AF_INET ? (const void *)&p->dst.v4 : (const void *)&p->dst.v6,
-		  d, sizeof(d));
-	if (p->proto == IPPROTO_TCP)
-		snprintf(buf, cap, "TCP %s:%u->%s:%u flags 0x%02x seq %u ack %u len %zu", s, p->sport, d,
-			 p->dport, p->tcp_flags, p->seq, p->ack, p->payload_len);
-	else if (p->proto == IPPROTO_UDP)
-		snprintf(buf, cap, "UDP %s:%u->%s:%u len %zu", s, p->sport, d, p->dport, p->payload_len);
-	else
-		snprintf(buf, cap, "IPv%d proto %u type %u %s->%s", p->ip_version, p->proto, p->icmp_type, s, d);
-}
-
 static void inject_raw(const uint8_t *f, ssize_t len)
 {
 	int rc;
@@ -200,7 +173,7 @@ static bool drain(void)
 		r->ms = now_ms();
 		cr_assert_eq(frame_parse(r->f.buf, r->f.len, &r->f.p), 0, "a malformed %zu-byte frame",
 			     r->f.len);
-		describe(&r->f.p, what, sizeof(what));
+		frame_describe(&r->f.p, what, sizeof(what));
 		cr_assert(r->f.p.csum_ok, "a frame with a bad checksum: %s", what);
 		cr_assert(!memcmp(r->f.p.src_mac, nic_mac, FRAME_MAC_LEN), "not from the NIC's MAC: %s", what);
 		if (nrecs == caprecs) {
@@ -346,7 +319,7 @@ static struct rec *await_frame(frame_match_fn match, const void *arg, uint64_t l
 	for (; start < nrecs && used < sizeof(others); start++) {
 		char d[160];
 
-		describe(&recs[start]->f.p, d, sizeof(d));
+		frame_describe(&recs[start]->f.p, d, sizeof(d));
 		used += (size_t)snprintf(others + used, sizeof(others) - used, "[%llu ms: %s] ",
 					 (unsigned long long)(recs[start]->ms - START_MS), d);
 	}
