@@ -165,6 +165,11 @@ struct ns_stats {
 	uint64_t tcp_chkerr;
 	uint64_t udp_chkerr;
 	uint64_t udp_rcvbuf_drops; /* datagrams dropped on a full receive queue */
+	/* SYN cookies (a listener's backlog full of half-open connections);
+	 * counted by the process, as lwIP's own counters are. */
+	uint64_t syncookies_sent;	/* SYN-ACKs carrying a cookie */
+	uint64_t syncookies_validated;	/* ACKs whose cookie made a connection */
+	uint64_t syncookies_failed;	/* ACKs to a listener in cookie mode with no valid cookie */
 };
 
 /**

@@ -58,6 +58,7 @@
 #include "lwip/stats.h"
 #include "clock.h"
 #include "internal.h"
+#include "syncookie.h"
 
 static_assert(NS_TAP_CREATE == TAP_CREATE, "public and tap/ flags differ");
 
@@ -653,11 +654,17 @@ int ns_stack_notify_fd(struct ns_stack *s)
 
 int ns_stack_stats(struct ns_stack *s, struct ns_stats *st)
 {
+	struct tcpip_syncookie_stats sc;
+
 	if (!s || !st)
 		return -EINVAL;
 	ns_lock(s);
 	*st = s->stats;
 	st->udp_rcvbuf_drops = tcpip_ep_udp_drops();
+	tcpip_syncookie_stats(&sc);
+	st->syncookies_sent = sc.sent;
+	st->syncookies_validated = sc.validated;
+	st->syncookies_failed = sc.failed;
 	st->ip_chkerr = lwip_stats.ip.chkerr;
 	st->ip_lenerr = lwip_stats.ip.lenerr + lwip_stats.ip6.lenerr;
 	st->tcp_chkerr = lwip_stats.tcp.chkerr;

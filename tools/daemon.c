@@ -2057,10 +2057,13 @@ static void state_counters(struct daemon *d, struct sbuf *b)
 		  ", \"tx_dropped\": %" PRIu64 ",\n"
 		  "    \"ip_chkerr\": %" PRIu64 ", \"ip_lenerr\": %" PRIu64 ", \"tcp_chkerr\": %" PRIu64
 		  ", \"udp_chkerr\": %" PRIu64 ",\n"
-		  "    \"udp_rcvbuf_drops\": %" PRIu64 "\n  }",
+		  "    \"udp_rcvbuf_drops\": %" PRIu64 ",\n"
+		  "    \"syncookies_sent\": %" PRIu64 ", \"syncookies_validated\": %" PRIu64
+		  ", \"syncookies_failed\": %" PRIu64 "\n  }",
 		  st.rx_frames, st.tx_frames, st.rx_bytes, st.tx_bytes, st.rx_malformed, st.rx_dropped,
 		  st.tx_dropped, st.ip_chkerr, st.ip_lenerr, st.tcp_chkerr, st.udp_chkerr,
-		  st.udp_rcvbuf_drops);
+		  st.udp_rcvbuf_drops, st.syncookies_sent, st.syncookies_validated,
+		  st.syncookies_failed);
 }
 
 /* The digest of the memory region once it is all in (computed once: the
