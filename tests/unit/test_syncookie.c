@@ -692,3 +692,28 @@ Test(syncookie, cookie_ack_after_the_listener_closed_makes_nothing, .init = setu
 	tcpip_syncookie_stats(&st);
 	cr_assert_eq(st.validated, 0);
 }
+
+/* A listener bound to one address rather than any: the cookie path must
+ * find it as lwIP's tcp_input() does, for the SYN and for its ACK. */
+Test(syncookie, cookie_connection_to_a_listener_bound_to_one_address, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(LISTEN_PORT) };
+	struct tcpip_syncookie_stats st;
+	struct tcp_peer peer;
+	struct seen w;
+
+	cr_assert_eq(ns_close(stack, listener), 0);
+	listener = ns_socket(stack, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	cr_assert_geq(listener, 0);
+	cr_assert_eq(inet_pton(AF_INET, NIC_IP4, &a4.sin_addr), 1);
+	cr_assert_eq(ns_bind(stack, listener, (struct sockaddr *)&a4, sizeof(a4)), 0);
+	cr_assert_eq(ns_listen(stack, listener, BACKLOG), 0);
+	fill_backlog(&to4);
+	cookie_syn(&peer, &w, &to4, PEER_PORT);
+	cookie_ack(&peer, &w, 0xffff);
+	cr_assert_eq(w.rsts, 0, "the cookie ACK was refused");
+	tcpip_syncookie_stats(&st);
+	cr_assert_eq(st.validated, 1);
+	cr_assert_geq(accept_one(), 0, "no connection from the cookie");
+}
