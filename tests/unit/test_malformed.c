@@ -32,16 +32,13 @@
 #include <netinet/ip_icmp.h>
 #include <string.h>
 
+#include "chanstack.h"
 #include "frames.h"
 #include "internal.h"
 #include "lwip/stats.h"
 #include "netstack.h"
 #include "repair.h"
 
-#define NIC_IP4 "198.51.100.2"
-#define PEER_IP4 "198.51.100.1"
-#define NIC_IP6 "fd42:5::2"
-#define PEER_IP6 "fd42:5::1"
 #define LISTEN_PORT 80
 #define UDP_PORT 53
 #define PEER_PORT 40000
@@ -50,8 +47,6 @@
 #define FRAME_BUF 2048
 #define MAX_FRAMES 3
 
-static const uint8_t nic_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
-static const uint8_t peer_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01 };
 
 /* MSS 1460, SACK permitted, timestamps, NOP, window scale 7. */
 static const uint8_t syn_opts[] = {
@@ -600,22 +595,7 @@ static int socket_on(int type, uint16_t port)
 
 static void setup(void)
 {
-	struct ns_stack_config cfg = { .log_level = NS_LOG_ERR };
-	struct ns_nic_config nc = { .name = "eth0" };
-	struct ns_prefix pfx;
-	int nic;
-
-	cr_assert_eq(ns_stack_new(&cfg, &stack), 0);
-	cr_assert_eq(ns_endpoint_channel_new(&chan), 0);
-	memcpy(nc.mac, nic_mac, sizeof(nc.mac));
-	nic = ns_nic_add(stack, &nc, chan);
-	cr_assert_geq(nic, 1);
-	cr_assert_eq(ns_prefix_parse(NIC_IP4 "/24", &pfx), 0);
-	cr_assert_eq(ns_addr_add(stack, nic, &pfx), 0);
-	cr_assert_eq(ns_prefix_parse(NIC_IP6 "/64", &pfx), 0);
-	cr_assert_eq(ns_addr_add(stack, nic, &pfx), 0);
-	cr_assert_eq(frame_path_init(&to4, peer_mac, PEER_IP4, nic_mac, NIC_IP4), 0);
-	cr_assert_eq(frame_path_init(&to6, peer_mac, PEER_IP6, nic_mac, NIC_IP6), 0);
+	stack = chanstack_new(&chan, &to4, &to6);
 	listener = socket_on(SOCK_STREAM, LISTEN_PORT);
 	cr_assert_eq(ns_listen(stack, listener, 8), 0);
 	udp = socket_on(SOCK_DGRAM, UDP_PORT);

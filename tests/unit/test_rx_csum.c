@@ -18,18 +18,13 @@
 #include <linux/virtio_net.h>
 #include <string.h>
 
+#include "chanstack.h"
 #include "frames.h"
 #include "internal.h"
 #include "netstack.h"
 
-#define NIC_IP4 "198.51.100.2"
-#define PEER_IP4 "198.51.100.1"
-#define NIC_IP6 "fd42:5::2"
-#define PEER_IP6 "fd42:5::1"
 #define UDP_PORT 53
 
-static const uint8_t nic_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
-static const uint8_t peer_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01 };
 static const char payload[] = "checksum-vouched-or-not, 32 byte";
 
 static struct ns_stack *stack;
@@ -39,23 +34,9 @@ static int udp;
 
 static void setup(void)
 {
-	struct ns_stack_config cfg = { .log_level = NS_LOG_ERR };
-	struct ns_nic_config nc = { .name = "eth0" };
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(UDP_PORT) };
-	struct ns_prefix pfx;
-	int nic;
 
-	cr_assert_eq(ns_stack_new(&cfg, &stack), 0);
-	cr_assert_eq(ns_endpoint_channel_new(&chan), 0);
-	memcpy(nc.mac, nic_mac, sizeof(nc.mac));
-	nic = ns_nic_add(stack, &nc, chan);
-	cr_assert_geq(nic, 1);
-	cr_assert_eq(ns_prefix_parse(NIC_IP4 "/24", &pfx), 0);
-	cr_assert_eq(ns_addr_add(stack, nic, &pfx), 0);
-	cr_assert_eq(ns_prefix_parse(NIC_IP6 "/64", &pfx), 0);
-	cr_assert_eq(ns_addr_add(stack, nic, &pfx), 0);
-	cr_assert_eq(frame_path_init(&to4, peer_mac, PEER_IP4, nic_mac, NIC_IP4), 0);
-	cr_assert_eq(frame_path_init(&to6, peer_mac, PEER_IP6, nic_mac, NIC_IP6), 0);
+	stack = chanstack_new(&chan, &to4, &to6);
 	udp = ns_socket(stack, AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	cr_assert_geq(udp, 0);
 	a6.sin6_addr = in6addr_any;

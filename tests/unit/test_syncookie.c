@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "chanstack.h"
 #include "frames.h"
 #include "internal.h"
 #include "lwip/ip_addr.h"
@@ -24,10 +25,6 @@
 #include "netstack.h"
 #include "syncookie.h"
 
-#define NIC_IP4 "198.51.100.2"
-#define PEER_IP4 "198.51.100.1"
-#define NIC_IP6 "fd42:5::2"
-#define PEER_IP6 "fd42:5::1"
 #define LISTEN_PORT 80
 #define BACKLOG 2
 #define HALF_OPEN_PORT 1000	/* the peers that fill the backlog: 1000, 1001 */
@@ -38,8 +35,6 @@
 #define MSS 1460
 #define BULK (256 * 1024)
 
-static const uint8_t nic_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
-static const uint8_t peer_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01 };
 
 /* MSS 1460, SACK permitted, timestamps (TSval PEER_TSVAL), NOP, window scale 7. */
 static const uint8_t syn_opts[] = {
@@ -55,23 +50,9 @@ static struct tcp_peer half[BACKLOG];	/* the half-open connections, oldest first
 
 static void setup(void)
 {
-	struct ns_stack_config cfg = { .log_level = NS_LOG_ERR };
-	struct ns_nic_config nc = { .name = "eth0" };
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(LISTEN_PORT) };
-	struct ns_prefix pfx;
-	int nic;
 
-	cr_assert_eq(ns_stack_new(&cfg, &stack), 0);
-	cr_assert_eq(ns_endpoint_channel_new(&chan), 0);
-	memcpy(nc.mac, nic_mac, sizeof(nc.mac));
-	nic = ns_nic_add(stack, &nc, chan);
-	cr_assert_geq(nic, 1);
-	cr_assert_eq(ns_prefix_parse(NIC_IP4 "/24", &pfx), 0);
-	cr_assert_eq(ns_addr_add(stack, nic, &pfx), 0);
-	cr_assert_eq(ns_prefix_parse(NIC_IP6 "/64", &pfx), 0);
-	cr_assert_eq(ns_addr_add(stack, nic, &pfx), 0);
-	cr_assert_eq(frame_path_init(&to4, peer_mac, PEER_IP4, nic_mac, NIC_IP4), 0);
-	cr_assert_eq(frame_path_init(&to6, peer_mac, PEER_IP6, nic_mac, NIC_IP6), 0);
+	stack = chanstack_new(&chan, &to4, &to6);
 	listener = ns_socket(stack, AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	cr_assert_geq(listener, 0);
 	a6.sin6_addr = in6addr_any;
