@@ -227,6 +227,20 @@ def cleanup_stale():
         log(f"deleted stale namespace {name}")
 
 
+def netstack_pid(ns, detail=""):
+    """The pid of the netstack process in namespace @ns (what tests start
+    runs under ip netns exec / setpriv, so the Popen's pid is not it);
+    @detail is added to the failure, e.g. the stack's output."""
+    for pid in _ip("netns", "pids", ns.name, check_rc=False).stdout.split():
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "netstack":
+                    return int(pid)
+        except OSError:
+            continue
+    raise Failure("no netstack process in the namespace" + (("\n" + detail) if detail else ""))
+
+
 def _thread_netns_path():
     return f"/proc/self/task/{threading.get_native_id()}/ns/net"
 

@@ -39,18 +39,6 @@ ASAN_QUARANTINE_MB = 32
 AFTER_WITHIN = 2.0  # seconds after the flood by which the flooded port serves again
 
 
-def netstack_pid(ns, st):
-    """The netstack process itself (the Popen is setpriv/ip netns exec)."""
-    for pid in nstest._ip("netns", "pids", ns.name, check_rc=False).stdout.split():
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == "netstack":
-                    return int(pid)
-        except OSError:
-            continue
-    raise nstest.Failure("no netstack process in the namespace\n" + st.output())
-
-
 def rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -143,7 +131,7 @@ def test():
         # goes out (to the kernel, which drops it), the costly case.
         st = ns.start_stack(["tcp:80:http", "tcp:8080:http"], tap="tap0",
                             extra=["--gateway", nstest.HOST4])
-        pid = netstack_pid(ns, st)
+        pid = nstest.netstack_pid(ns, st.output())
         bound = rss_bound(nstest.netstack_bin())
         # Warm the neighbour entries, so the flood's first second is the flood's.
         nstest.check(b"200 OK" in http_get(ns, 80, 5), "no HTTP answer before the flood")

@@ -67,17 +67,6 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / clk   # utime + stime
 
 
-def netstack_pid(ns):
-    for pid in nstest._ip("netns", "pids", ns.name, check_rc=False).stdout.split():
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == "netstack":
-                    return int(pid)
-        except OSError:
-            continue
-    raise nstest.Failure("no netstack process in the namespace")
-
-
 def state(ns, ident):
     r = ns.run([nstest.netstack_bin(), "state", ident], timeout=10)
     check(r.returncode == 0, f"`netstack state` exited {r.returncode}: {r.stderr.strip()}")
@@ -98,7 +87,7 @@ def one_nic():
         ident = f"nstest-taploss-{nstest.os.getpid()}"
         st = ns.start_stack([f"tcp:{CHARGEN}:chargen", f"tcp:{DISCARD}:discard",
                              f"tcp:{HTTP}:http"], ident=ident, tap="tap0")
-        pid = netstack_pid(ns)
+        pid = nstest.netstack_pid(ns)
         before = state(ns, ident)
         listeners = sorted(l.get("service") for l in before.get("listeners", []))
         check(len(listeners) == 3, f"3 listeners before the loss, state says {listeners}")
