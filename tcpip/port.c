@@ -411,6 +411,9 @@ u32_t tcpip_hook_tcp_isn(const ip_addr_t *local_ip, u16_t local_port,
 	uint64_t words[5];
 	uint32_t isn;
 
+	/* Every new connection with addresses comes here (tcp_connect() and
+	 * tcp_listen_input()), just before lwIP lists it. */
+	tcpip_syncookie_pcbs_changed();
 	/* A connection a SYN cookie vouched for starts at the cookie. */
 	if (tcpip_syncookie_replay_isn(local_ip, local_port, remote_ip, remote_port, &isn))
 		return isn;

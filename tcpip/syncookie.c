@@ -384,13 +384,82 @@ static bool has_half_open(const struct tcp_pcb_listen *l)
 	return false;
 }
 
+/*
+ * Which connections lwIP may hold, as a Bloom filter over the peer's
+ * address and port and our port of every active and TIME-WAIT pcb. Under a
+ * flood every SYN's lookup misses, and walking lwIP's lists (a backlog of
+ * half-open pcbs) cost a quarter of the stack's time per SYN; the filter
+ * answers "not there" with two bit tests. A pcb that left stays in it
+ * until the next rebuild (a lookup then walks the lists, as before); a new
+ * one must not be missed, so every pcb lwIP creates with addresses, active
+ * or passive, goes through tcp_next_iss(), whose hook (port.c) calls
+ * tcpip_syncookie_pcbs_changed(), and the next lookup rebuilds. Under a
+ * flood lwIP creates a pcb only when a backlog slot frees up.
+ */
+#define KNOWN_BITS 8192u
+static uint64_t known_bits[KNOWN_BITS / 64];	/* stack lock */
+static bool known_valid;
+
+void tcpip_syncookie_pcbs_changed(void)
+{
+	known_valid = false;
+}
+
+static uint64_t tuple_hash(const ip_addr_t *remote, uint16_t remote_port, uint16_t local_port)
+{
+	uint64_t w[2], h;
+
+	tcpip_addr_words(remote, w);
+	h = w[0] * 0x9e3779b97f4a7c15ULL ^ w[1] * 0xc2b2ae3d27d4eb4fULL ^
+	    ((uint64_t)remote_port << 16 | local_port) * 0x165667b19e3779f9ULL;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return h ^ h >> 32;
+}
+
+static void known_add(uint64_t h)
+{
+	known_bits[(h % KNOWN_BITS) / 64] |= 1ULL << (h % 64);
+	h >>= 32;
+	known_bits[(h % KNOWN_BITS) / 64] |= 1ULL << (h % 64);
+}
+
+static bool known_has(uint64_t h)
+{
+	if (!(known_bits[(h % KNOWN_BITS) / 64] & 1ULL << (h % 64)))
+		return false;
+	h >>= 32;
+	return known_bits[(h % KNOWN_BITS) / 64] & 1ULL << (h % 64);
+}
+
+static void known_rebuild(void)
+{
+	struct tcp_pcb *lists[2] = { tcp_active_pcbs, tcp_tw_pcbs }, *pcb;
+	size_t i;
+
+	memset(known_bits, 0, sizeof(known_bits));
+	for (i = 0; i < 2; i++)
+		for (pcb = lists[i]; pcb; pcb = pcb->next)
+			known_add(tuple_hash(&pcb->remote_ip, pcb->remote_port, pcb->local_port));
+	known_valid = true;
+}
+
+/* Whether lwIP may hold this connection: false means it does not. */
+static bool maybe_known(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport)
+{
+	if (!known_valid)
+		known_rebuild();
+	return known_has(tuple_hash(&s->src, sport, dport));
+}
+
 /* A segment of a connection lwIP holds, which lwIP's tcp_input() gives
  * that connection before any listener: a repeated SYN to a half-open one
  * gets its SYN-ACK again, a SYN to an established one a challenge ACK
  * (RFC 5961), never a cookie for a second connection on the same ports. */
 static bool known(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport)
 {
-	return find_pcb(tcp_active_pcbs, s, sport, dport) || find_pcb(tcp_tw_pcbs, s, sport, dport);
+	return maybe_known(s, sport, dport) &&
+	       (find_pcb(tcp_active_pcbs, s, sport, dport) || find_pcb(tcp_tw_pcbs, s, sport, dport));
 }
 
 static bool on_syn(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport, uint32_t seq)
@@ -518,9 +587,12 @@ static bool on_ack(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t dport
 		return false;
 	/* A segment of a connection that exists (lwIP keeps the busy ones at
 	 * the head of the list): no MAC to compute. */
-	pcb = find_pcb(tcp_active_pcbs, s, sport, dport);
-	if ((pcb && pcb->state != SYN_RCVD) || find_pcb(tcp_tw_pcbs, s, sport, dport))
-		return false;
+	pcb = NULL;
+	if (maybe_known(s, sport, dport)) {
+		pcb = find_pcb(tcp_active_pcbs, s, sport, dport);
+		if ((pcb && pcb->state != SYN_RCVD) || find_pcb(tcp_tw_pcbs, s, sport, dport))
+			return false;
+	}
 	if (!tcpip_cookie_check(&s->dst, dport, &s->src, sport, seq - 1, ack - 1, cookie_count(), &data)) {
 		if (!pcb)
 			stats.failed++;

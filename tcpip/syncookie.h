@@ -46,6 +46,10 @@ struct tcpip_tcp_seg {
  * caller frees nothing and lwIP never sees it. */
 bool tcpip_syncookie_input(const struct tcpip_tcp_seg *seg);
 
+/* lwIP is creating a connection (its ISN hook): the next lookup of which
+ * connections lwIP holds must see it. */
+void tcpip_syncookie_pcbs_changed(void);
+
 /* The ISN lwIP is to use for a connection a cookie replays, if this is one. */
 bool tcpip_syncookie_replay_isn(const ip_addr_t *local_ip, uint16_t local_port,
 				const ip_addr_t *remote_ip, uint16_t remote_port, uint32_t *isn);

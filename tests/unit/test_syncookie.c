@@ -625,6 +625,35 @@ Test(syncookie, repeated_syn_of_a_half_open_connection_gets_its_own_synack,
 	cr_assert_eq(st.sent, 0, "a cookie for a connection lwIP has");
 }
 
+/* A connection lwIP made after the cookies last looked at its lists (here:
+ * the cookie connection itself, made by the replayed SYN) is lwIP's too: a
+ * SYN on its ports gets lwIP's answer (an ACK), never a cookie. Guards the
+ * filter in front of those lists: it must learn of every new pcb. */
+Test(syncookie, syn_on_a_connection_made_since_the_last_lookup_gets_no_cookie,
+     .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct tcpip_syncookie_stats st;
+	struct tcp_peer peer, again;
+	struct seen w;
+	uint8_t f[FRAME_BUF];
+
+	fill_backlog(&to4);
+	cookie_syn(&peer, &w, &to4, PEER_PORT);
+	cookie_ack(&peer, &w, 0xffff);
+	tcpip_syncookie_stats(&st);
+	cr_assert_eq(st.validated, 1, "no cookie connection");
+	cr_assert_eq(st.sent, 1);
+	tcp_peer_init(&again, &to4, PEER_PORT, LISTEN_PORT, PEER_ISN + 1000);
+	seen_init(&w, &again);
+	inject(f, (size_t)tcp_peer_syn(&again, f, sizeof(f), syn_opts, sizeof(syn_opts)));
+	run(&w);
+	tcpip_syncookie_stats(&st);
+	cr_assert_eq(st.sent, 1, "a cookie for a connection lwIP has");
+	cr_assert_eq(w.synacks, 0, "a SYN-ACK for a connection lwIP has");
+	cr_assert_eq(w.segs, 1, "no challenge ACK (%u segments)", w.segs);
+	cr_assert_eq(w.last.ack, peer.snd_nxt, "the ACK is not the connection's");
+}
+
 /* The ACK that echoes the cookie may carry data and a FIN (a peer that
  * sends at once and closes): the replayed SYN makes the connection, and
  * lwIP takes both from that ACK. */
