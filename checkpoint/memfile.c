@@ -440,6 +440,8 @@ static void save_discard(void *arg, int dfd)
 		unlinkat(dfd, sv->meta_published ? CKPT_PAGES_META : CKPT_PAGES_META_TMP, 0);
 }
 
+uint32_t mf_save_chunk_size = CKPT_CHUNK_SIZE;
+
 void mf_save_free(struct mf_save *sv)
 {
 	if (!sv)
@@ -490,7 +492,7 @@ int mf_save_prepare(struct ns_stack *s, const struct ns_checkpoint_opts *opts,
 	sv->direct = opts->direct;
 	sv->ix.image_id = id;
 	sv->ix.compression = opts->compression;
-	sv->ix.chunk_size = CKPT_CHUNK_SIZE;
+	sv->ix.chunk_size = mf_save_chunk_size;
 	sv->ix.nregions = mf->nregions;
 	for (unsigned i = 0; i < mf->nregions; i++) {
 		snprintf(sv->ix.regions[i].name, sizeof(sv->ix.regions[i].name), "%s",

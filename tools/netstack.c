@@ -256,7 +256,7 @@ static void usage_checkpoint(FILE *f)
 		"  --compression none|zstd\n"
 		"                      how the memory's pages are stored in pages.img:\n"
 		"                      as they are (default; they load straight into\n"
-		"                      memory) or zstd, one frame per 64 KiB chunk\n"
+		"                      memory) or zstd, one frame per 256 KiB chunk\n"
 		"  --direct            write pages.img with O_DIRECT (bypass the page cache)\n"
 		"  -h, --help          print this help and exit\n",
 		PROG, RUN_CONFIG_FILE, RUN_CONFIG_FILE);

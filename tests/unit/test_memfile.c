@@ -202,6 +202,33 @@ static const struct region_spec odd[] = {
 };
 #define NODD (sizeof(odd) / sizeof(odd[0]))
 
+/* The chunk size pages.meta of the image at img says, and that no chunk
+ * is larger. */
+static uint32_t saved_chunk_size(void)
+{
+	struct mf_index ix;
+	char path[400], why[256] = "";
+	uint8_t *buf;
+	struct stat st;
+	uint32_t size;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/pages.meta", img);
+	cr_assert_eq(stat(path, &st), 0);
+	buf = malloc((size_t)st.st_size);
+	f = fopen(path, "rb");
+	cr_assert(buf && f);
+	cr_assert_eq(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+	fclose(f);
+	cr_assert_eq(mf_index_decode(buf, (size_t)st.st_size, &ix, why, sizeof(why)), 0, "%s", why);
+	for (size_t i = 0; i < ix.nchunks; i++)
+		cr_assert_leq(ix.chunks[i].len, ix.chunk_size);
+	size = ix.chunk_size;
+	mf_index_release(&ix);
+	free(buf);
+	return size;
+}
+
 static void round_trip(enum ns_compression c, bool direct, enum ns_memfile_backend be,
 		       bool background)
 {
@@ -215,6 +242,7 @@ static void round_trip(enum ns_compression c, bool direct, enum ns_memfile_backe
 
 	make_image_path();
 	save(odd, NODD, &co);
+	cr_assert_eq(saved_chunk_size(), mf_save_chunk_size);
 	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
 	check_regions(s, odd, NODD);
 	cr_assert_eq(ns_memfile_wait(s, 10000), 0);
@@ -237,6 +265,36 @@ Test(memfile, round_trip_zstd_uring) { round_trip(NS_COMPRESSION_ZSTD, false, NS
 Test(memfile, round_trip_zstd_threads_background) { round_trip(NS_COMPRESSION_ZSTD, false, NS_MEMFILE_THREADS, true); }
 Test(memfile, round_trip_direct_uring_background) { round_trip(NS_COMPRESSION_NONE, true, NS_MEMFILE_IO_URING, true); }
 Test(memfile, round_trip_direct_zstd_threads) { round_trip(NS_COMPRESSION_ZSTD, true, NS_MEMFILE_THREADS, false); }
+
+/* Images written with other chunk sizes (older ones had 64 KiB; one chunk
+ * may exceed the loader's 256 KiB reads) load too: pages.meta says which.
+ * One restore per process, so one size and mode per test. */
+static void round_trip_chunks(uint32_t chunk_size, enum ns_compression c,
+			      enum ns_memfile_backend be, bool background)
+{
+	mf_save_chunk_size = chunk_size;
+	round_trip(c, false, be, background);
+}
+
+Test(memfile, round_trip_4k_chunks_plain_uring)
+{
+	round_trip_chunks(4096, NS_COMPRESSION_NONE, NS_MEMFILE_IO_URING, false);
+}
+
+Test(memfile, round_trip_64k_chunks_zstd_threads_background)
+{
+	round_trip_chunks(64u << 10, NS_COMPRESSION_ZSTD, NS_MEMFILE_THREADS, true);
+}
+
+Test(memfile, round_trip_1m_chunks_plain_uring_background)
+{
+	round_trip_chunks(1u << 20, NS_COMPRESSION_NONE, NS_MEMFILE_IO_URING, true);
+}
+
+Test(memfile, round_trip_1m_chunks_zstd_uring)
+{
+	round_trip_chunks(1u << 20, NS_COMPRESSION_ZSTD, NS_MEMFILE_IO_URING, false);
+}
 
 static off_t pages_img_size(enum ns_compression c)
 {
@@ -628,10 +686,13 @@ Test(memfile, pages_img_corrupted_foreground_refused)
 
 Test(memfile, pages_img_corrupted_zstd_refused)
 {
+	char needle[64];
+
+	snprintf(needle, sizeof(needle), "region 'a' bytes 0..%u", CKPT_CHUNK_SIZE);
 	make_image_path();
 	save(two, 2, &(struct ns_checkpoint_opts){ .compression = NS_COMPRESSION_ZSTD });
 	flip_byte("pages.img", 100);
-	restore_refused(-EIO, "region 'a' bytes 0..65536", false);
+	restore_refused(-EIO, needle, false);
 	remove_image();
 }
 
@@ -672,17 +733,17 @@ static void background_damage(bool truncated)
 	cr_assert_eq(ns_memfile_progress(s, &p), 0);
 	cr_assert(p.done);
 	cr_assert_eq(p.error, -EIO);
-	cr_assert_eq(p.failed_bytes, 64u << 10, "one chunk failed: %llu",
+	cr_assert_eq(p.failed_bytes, CKPT_CHUNK_SIZE, "one chunk failed: %llu",
 		     (unsigned long long)p.failed_bytes);
 	cr_assert(strstr(p.why, truncated ? "truncated" : "CRC32C"), "%s", p.why);
 	/* Every byte that was handed out is right. */
 	want = malloc(4u << 20);
 	fill(want, 4u << 20, ALL_DATA, truncated ? 1001 : 1000);
 	if (truncated)
-		cr_assert(memcmp(ns_region_addr(b), want, bad & ~(uint64_t)0xffff) == 0);
+		cr_assert(memcmp(ns_region_addr(b), want, bad & ~(uint64_t)(CKPT_CHUNK_SIZE - 1)) == 0);
 	else
-		cr_assert(memcmp((uint8_t *)ns_region_addr(a) + (64u << 10), want + (64u << 10),
-				 (4u << 20) - (64u << 10)) == 0);
+		cr_assert(memcmp((uint8_t *)ns_region_addr(a) + CKPT_CHUNK_SIZE, want + CKPT_CHUNK_SIZE,
+				 (4u << 20) - CKPT_CHUNK_SIZE) == 0);
 	free(want);
 	ns_stack_free(s);
 	remove_image();
