@@ -28,6 +28,7 @@
 #include "lwip/prot/ip6.h"
 #include "netif/ethernet.h"
 #include "internal.h"
+#include "syncookie.h"
 #include "tap_gso.h"
 
 #define NS_MTU_MIN 68u
@@ -222,6 +223,10 @@ static err_t nic_linkoutput(struct netif *netif, struct pbuf *p)
 	int n = 0;
 
 	if (nic_tx_frozen(nic))
+		return ERR_OK;
+	/* lwIP's SYN-ACK to a SYN replayed from a cookie: the peer has the
+	 * cookie's, and sent a duplicate ACK for this one. */
+	if (tcpip_syncookie_replaying())
 		return ERR_OK;
 	if (!nic->link_up || nic->failed)
 		goto drop;

@@ -640,6 +640,11 @@ bool tcpip_syncookie_input(const struct tcpip_tcp_seg *s)
 	return false;
 }
 
+bool tcpip_syncookie_replaying(void)
+{
+	return replay.armed;
+}
+
 bool tcpip_syncookie_replay_isn(const ip_addr_t *local_ip, uint16_t local_port,
 				const ip_addr_t *remote_ip, uint16_t remote_port, uint32_t *isn)
 {

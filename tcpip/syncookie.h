@@ -50,6 +50,11 @@ bool tcpip_syncookie_input(const struct tcpip_tcp_seg *seg);
  * connections lwIP holds must see it. */
 void tcpip_syncookie_pcbs_changed(void);
 
+/* Whether lwIP is taking a replayed SYN now. Its answer, a SYN-ACK of its
+ * own, is not to be sent: the peer has our cookie SYN-ACK and its ACK of
+ * that, already here, acknowledges lwIP's too (the NIC drops it). */
+bool tcpip_syncookie_replaying(void);
+
 /* The ISN lwIP is to use for a connection a cookie replays, if this is one. */
 bool tcpip_syncookie_replay_isn(const ip_addr_t *local_ip, uint16_t local_port,
 				const ip_addr_t *remote_ip, uint16_t remote_port, uint32_t *isn);
