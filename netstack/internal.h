@@ -158,11 +158,11 @@ void ns_nic_destroy(struct ns_stack *s, struct ns_nic *nic);
 /* socket.c */
 void ns_socks_free_all(struct ns_stack *s);
 struct ns_state;
-struct ns_state_sock;
 /* Save the sockets that hold no connection state (lock held). */
 int ns_socks_save(struct ns_stack *s, struct ns_state *st);
-/* Recreate one under its number (lock held). */
-int ns_sock_restore(struct ns_stack *s, const struct ns_state_sock *ss);
+/* Recreate them under their numbers, in order; stop at the first failure
+ * (lock held). */
+int ns_socks_restore(struct ns_stack *s, const struct ns_state *st);
 
 /* snapshot.c: the stack <-> struct ns_state (checkpoint/ writes it) */
 int ns_state_save(struct ns_stack *s, struct ns_state *st);

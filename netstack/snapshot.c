@@ -150,8 +150,7 @@ int ns_state_load(struct ns_stack *s, const struct ns_state *st,
 			return rc;
 	}
 	ns_lock(s);
-	for (i = 0, rc = 0; i < st->nsocks && !rc; i++)
-		rc = ns_sock_restore(s, &st->socks[i]);
+	rc = ns_socks_restore(s, st);
 	s->stats.rx_frames = st->stats.rx_frames;
 	s->stats.tx_frames = st->stats.tx_frames;
 	s->stats.rx_bytes = st->stats.rx_bytes;

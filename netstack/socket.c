@@ -763,7 +763,8 @@ static int restore_ep(struct tcpip_ep *ep, const struct ns_state_sock *ss)
 	return rc;
 }
 
-int ns_sock_restore(struct ns_stack *s, const struct ns_state_sock *ss)
+/* Recreate one socket under its number. */
+static int sock_restore(struct ns_stack *s, const struct ns_state_sock *ss)
 {
 	struct tcpip_ep *ep;
 	struct ns_sock *k;
@@ -783,4 +784,17 @@ int ns_sock_restore(struct ns_stack *s, const struct ns_state_sock *ss)
 	k->rcvtimeo_ms = ss->rcvtimeo_ms;
 	k->sndtimeo_ms = ss->sndtimeo_ms;
 	return 0;
+}
+
+int ns_socks_restore(struct ns_stack *s, const struct ns_state *st)
+{
+	size_t i;
+	int rc = 0;
+
+	/* Thousands of listeners: each bind O(1), not a walk of the others. */
+	tcpip_ep_bulk_begin();
+	for (i = 0; i < st->nsocks && !rc; i++)
+		rc = sock_restore(s, &st->socks[i]);
+	tcpip_ep_bulk_end();
+	return rc;
 }

@@ -596,6 +596,120 @@ drop:
 	pbuf_free(p);
 }
 
+/* --- bulk binding (restore) ---
+ *
+ * lwIP's tcp_bind() compares the new pcb with every pcb on its lists, and
+ * with SO_REUSEADDR tcp_listen() compares it with every listener, though
+ * both only look further at pcbs on the same port: binding N listeners one
+ * after the other costs N^2/2 comparisons (10,000 listeners: 300 ms).
+ *
+ * Between tcpip_ep_bulk_begin() and tcpip_ep_bulk_end(), bulk_ports counts
+ * the pcbs on the bound and listen lists per port: those there at begin
+ * and every bind since. A bind to a port no such pcb uses, or a listen of
+ * the only pcb on its port, runs with those two lists set aside: every pcb
+ * lwIP would compare with is still in view (none of the set-aside ones,
+ * the active and TIME-WAIT lists whole), so it answers as it would with
+ * the lists whole. A listen keeps its own pcb in view, at the head of the
+ * bound list where its bind put it, for tcp_listen() unlinks it from there.
+ * lwIP only ever prepends (TCP_REG), so relinking the set-aside lists
+ * behind what the call left leaves them as the plain call would, in the
+ * same order. Every other call (port 0, where lwIP picks a free port; a
+ * port in use, where it may refuse) is the plain call over the whole lists.
+ * Closing a pcb does not lower its count: a stale count only sends a call
+ * the plain way, which is why this is for a bulk and not for always.
+ * Counts stop at 2: only 0 and 1 are asked for.
+ */
+#define PORTS_N (UINT16_MAX + 1u)
+static uint8_t *bulk_ports;	/* NULL: not in a bulk */
+
+static void port_count(u16_t port)
+{
+	if (bulk_ports && bulk_ports[port] < 2)
+		bulk_ports[port]++;
+}
+
+void tcpip_ep_bulk_begin(void)
+{
+	struct tcp_pcb *lists[2] = { tcp_bound_pcbs, tcp_listen_pcbs.pcbs }, *pcb;
+	size_t i;
+
+	free(bulk_ports);
+	bulk_ports = calloc(PORTS_N, 1);	/* none: every call the plain way */
+	for (i = 0; i < 2; i++)
+		for (pcb = lists[i]; pcb; pcb = pcb->next)
+			port_count(pcb->local_port);
+}
+
+void tcpip_ep_bulk_end(void)
+{
+	free(bulk_ports);
+	bulk_ports = NULL;
+}
+
+/* The bound and listen lists lwIP does not see during one call. */
+struct set_aside {
+	struct tcp_pcb *bound, *listen;
+};
+
+/* Set aside the bound and listen lists but @keep, the bound list's head. */
+static void lists_set_aside(struct set_aside *a, struct tcp_pcb *keep)
+{
+	if (keep) {
+		a->bound = keep->next;
+		keep->next = NULL;
+	} else {
+		a->bound = tcp_bound_pcbs;
+		tcp_bound_pcbs = NULL;
+	}
+	a->listen = tcp_listen_pcbs.pcbs;
+	tcp_listen_pcbs.pcbs = NULL;
+}
+
+static void relink(struct tcp_pcb **list, struct tcp_pcb *rest)
+{
+	while (*list)
+		list = &(*list)->next;
+	*list = rest;
+}
+
+static void lists_put_back(const struct set_aside *a)
+{
+	relink(&tcp_bound_pcbs, a->bound);
+	relink(&tcp_listen_pcbs.pcbs, a->listen);
+}
+
+/* tcp_bind(), with lwIP's lists cut short when no pcb may conflict. */
+static err_t bind_tcp(struct tcp_pcb *pcb, const ip_addr_t *ip, u16_t port)
+{
+	struct set_aside a;
+	err_t err;
+
+	if (!bulk_ports || port == 0 || bulk_ports[port]) {
+		err = tcp_bind(pcb, ip, port);
+	} else {
+		lists_set_aside(&a, NULL);
+		err = tcp_bind(pcb, ip, port);
+		lists_put_back(&a);
+	}
+	if (err == ERR_OK)
+		port_count(pcb->local_port);
+	return err;
+}
+
+/* tcp_listen_with_backlog_and_err(), likewise. */
+static struct tcp_pcb *listen_tcp(struct tcp_pcb *pcb, u8_t backlog, err_t *err)
+{
+	struct tcp_pcb *lpcb;
+	struct set_aside a;
+
+	if (!bulk_ports || bulk_ports[pcb->local_port] != 1 || tcp_bound_pcbs != pcb)
+		return tcp_listen_with_backlog_and_err(pcb, backlog, err);
+	lists_set_aside(&a, pcb);
+	lpcb = tcp_listen_with_backlog_and_err(pcb, backlog, err);
+	lists_put_back(&a);
+	return lpcb;
+}
+
 int tcpip_ep_bind(struct tcpip_ep *ep, const struct sockaddr *sa, socklen_t len)
 {
 	ip_addr_t ip;
@@ -622,7 +736,7 @@ int tcpip_ep_bind(struct tcpip_ep *ep, const struct sockaddr *sa, socklen_t len)
 			return -EADDRNOTAVAIL;
 	}
 	apply_opts(ep);
-	err = is_tcp(ep) ? tcp_bind(ep->pcb.tcp, &ip, port) : udp_bind(ep->pcb.udp, &ip, port);
+	err = is_tcp(ep) ? bind_tcp(ep->pcb.tcp, &ip, port) : udp_bind(ep->pcb.udp, &ip, port);
 	if (err != ERR_OK)
 		return tcpip_err_to_errno(err);
 	if (!is_tcp(ep))
@@ -650,7 +764,7 @@ int tcpip_ep_listen(struct tcpip_ep *ep, int backlog)
 	}
 	if (ep->state == TCPIP_NEW) {
 		apply_opts(ep);
-		err = tcp_bind(ep->pcb.tcp, ep->family == AF_INET ? IP4_ADDR_ANY :
+		err = bind_tcp(ep->pcb.tcp, ep->family == AF_INET ? IP4_ADDR_ANY :
 			       ep->v6only ? IP6_ADDR_ANY : IP_ANY_TYPE, 0);
 		if (err != ERR_OK)
 			return tcpip_err_to_errno(err);
@@ -658,7 +772,7 @@ int tcpip_ep_listen(struct tcpip_ep *ep, int backlog)
 	}
 	if (ep->state != TCPIP_BOUND)
 		return -EINVAL;
-	lpcb = tcp_listen_with_backlog_and_err(ep->pcb.tcp, (u8_t)backlog, &err);
+	lpcb = listen_tcp(ep->pcb.tcp, (u8_t)backlog, &err);
 	if (!lpcb)
 		return tcpip_err_to_errno(err);
 	ep->pcb.tcp = lpcb;	/* lwIP freed the old pcb */

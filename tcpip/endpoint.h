@@ -90,6 +90,18 @@ void tcpip_ep_close(struct tcpip_ep *ep);
 
 int tcpip_ep_bind(struct tcpip_ep *ep, const struct sockaddr *sa, socklen_t len);
 int tcpip_ep_listen(struct tcpip_ep *ep, int backlog);
+/**
+ * tcpip_ep_bulk_begin() - many binds and listens follow (a restore)
+ *
+ * Until tcpip_ep_bulk_end(), a TCP bind or listen on a port no other bound
+ * or listening pcb uses costs O(1) instead of a walk of every such pcb,
+ * with the same outcome (endpoint.c, "bulk binding"). The stack lock must
+ * be held from begin to end, and TCP pcbs be bound and listened only
+ * through these functions meanwhile. Without memory, calls are as usual.
+ */
+void tcpip_ep_bulk_begin(void);
+/* tcpip_ep_bulk_end() - back to plain binds and listens. */
+void tcpip_ep_bulk_end(void);
 /* Return: 0 with *childp set, or -EAGAIN, -EINVAL. The child's notify is
  * the listener's until the caller sets its own. */
 int tcpip_ep_accept(struct tcpip_ep *ep, struct tcpip_ep **childp);
