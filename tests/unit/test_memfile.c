@@ -55,14 +55,16 @@ struct region_spec {
 };
 
 static char img[256];
+static char img_parent[128];
 
+/* A fresh directory per test (mkdtemp: a pid-named one left behind by a
+ * test that died could be met again once pids wrap, and a checkpoint never
+ * writes over an image). */
 static void make_image_path(void)
 {
-	char parent[128];
-
-	snprintf(parent, sizeof(parent), "/tmp/ns-memfile-test-%d", (int)getpid());
-	mkdir(parent, 0700);
-	snprintf(img, sizeof(img), "%s/img", parent);
+	snprintf(img_parent, sizeof(img_parent), "/tmp/ns-memfile-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(img_parent), "mkdtemp: %s", strerror(errno));
+	snprintf(img, sizeof(img), "%s/img", img_parent);
 }
 
 /*
@@ -89,9 +91,12 @@ static void remove_image(void)
 {
 	char cmd[300];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/ns-memfile-test-%d", (int)getpid());
+	if (!img_parent[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", img_parent);
 	if (system(cmd)) {
 	}
+	img_parent[0] = '\0';
 }
 
 static uint64_t next(uint64_t *x)
