@@ -29,6 +29,7 @@
 
 #include "frames.h"
 #include "image.h"
+#include "imgdir.h"
 #include "netstack.h"
 #include "lwip/priv/tcp_priv.h"
 
@@ -39,20 +40,12 @@ static char img[256];
 
 static void make_image_path(void)
 {
-	char parent[128];
-
-	snprintf(parent, sizeof(parent), "/tmp/ns-ckpt-test-%d", (int)getpid());
-	cr_assert_eq(mkdir(parent, 0700), 0);
-	snprintf(img, sizeof(img), "%s/img", parent);
+	imgdir_make("ns-ckpt-test", img, sizeof(img));
 }
 
 static void remove_image(void)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/ns-ckpt-test-%d", (int)getpid());
-	if (system(cmd)) {
-	}
+	imgdir_remove();
 }
 
 static int sock_at(struct ns_stack *s, int family, int type, const char *ip, uint16_t port)

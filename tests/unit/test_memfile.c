@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
+#include "imgdir.h"
 #include "internal.h"
 #include "memfile.h"
 #include "netstack.h"
@@ -55,16 +56,10 @@ struct region_spec {
 };
 
 static char img[256];
-static char img_parent[128];
 
-/* A fresh directory per test (mkdtemp: a pid-named one left behind by a
- * test that died could be met again once pids wrap, and a checkpoint never
- * writes over an image). */
 static void make_image_path(void)
 {
-	snprintf(img_parent, sizeof(img_parent), "/tmp/ns-memfile-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(img_parent), "mkdtemp: %s", strerror(errno));
-	snprintf(img, sizeof(img), "%s/img", img_parent);
+	imgdir_make("ns-memfile-test", img, sizeof(img));
 }
 
 /*
@@ -89,14 +84,7 @@ static int restore(const struct ns_restore_opts *ro, struct ns_stack **sp, char 
 
 static void remove_image(void)
 {
-	char cmd[300];
-
-	if (!img_parent[0])
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", img_parent);
-	if (system(cmd)) {
-	}
-	img_parent[0] = '\0';
+	imgdir_remove();
 }
 
 static uint64_t next(uint64_t *x)
