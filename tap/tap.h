@@ -171,6 +171,13 @@ int tap_channel_inject(struct ns_endpoint *ep, const void *frame, size_t len);
 int tap_channel_inject_offload(struct ns_endpoint *ep, const void *frame, size_t len,
 			       const struct tap_offload *off);
 ssize_t tap_channel_read(struct ns_endpoint *ep, void *buf, size_t cap);
+/* The same, with the offload header the stack sent the frame with (all
+ * zero unless the channel plays a TAP with one; @off may be NULL). */
+ssize_t tap_channel_read_offload(struct ns_endpoint *ep, void *buf, size_t cap,
+				 struct tap_offload *off);
+/* Play a TAP with a virtio-net header (TAP_EP_VNET): the stack then sends
+ * with offload headers, as to a TAP. Before the endpoint joins a NIC. */
+int tap_channel_set_vnet(struct ns_endpoint *ep);
 /* Frames waiting in the channel's outbound queue. */
 size_t tap_channel_tx_pending(struct ns_endpoint *ep);
 

@@ -232,6 +232,7 @@ static int channel_send(struct ns_endpoint *ep, const struct tap_txframe *frames
 		if (!f)
 			break;
 		f->len = 0;
+		f->off = tx->off;
 		for (i = 0; i < tx->iovcnt; i++) {
 			if (tx->iov[i].iov_len)
 				memcpy(f->data + f->len, tx->iov[i].iov_base, tx->iov[i].iov_len);
@@ -314,6 +315,19 @@ int tap_channel_inject_offload(struct ns_endpoint *ep, const void *frame, size_t
  */
 ssize_t tap_channel_read(struct ns_endpoint *ep, void *buf, size_t cap)
 {
+	return tap_channel_read_offload(ep, buf, cap, NULL);
+}
+
+/**
+ * tap_channel_read_offload() - tap_channel_read() with the frame's header
+ * @ep, @buf, @cap: as tap_channel_read()
+ * @off: receives the offload header the stack sent the frame with, or NULL
+ *
+ * Return: as tap_channel_read().
+ */
+ssize_t tap_channel_read_offload(struct ns_endpoint *ep, void *buf, size_t cap,
+				 struct tap_offload *off)
+{
 	struct channel *c = to_channel(ep);
 	struct cframe *f;
 	ssize_t len;
@@ -329,9 +343,31 @@ ssize_t tap_channel_read(struct ns_endpoint *ep, void *buf, size_t cap)
 	copy = f->len < cap ? f->len : cap;
 	if (copy)
 		memcpy(buf, f->data, copy);
+	if (off)
+		*off = f->off;
 	len = (ssize_t)f->len;
 	free(f);
 	return len;
+}
+
+/**
+ * tap_channel_set_vnet() - make the channel play a TAP with IFF_VNET_HDR
+ * @ep: a channel endpoint not yet given to a NIC
+ *
+ * The NIC then runs its TAP data path (offload headers, checksums left
+ * partial, segments merged into GSO frames); tap_channel_read_offload()
+ * shows each frame's header.
+ *
+ * Return: 0, -EINVAL (not a channel).
+ */
+int tap_channel_set_vnet(struct ns_endpoint *ep)
+{
+	struct channel *c = to_channel(ep);
+
+	if (!c)
+		return -EINVAL;
+	c->ep.offloads = TAP_EP_VNET;
+	return 0;
 }
 
 /**
