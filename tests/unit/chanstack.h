@@ -10,6 +10,7 @@
 
 #include "frames.h"
 #include "netstack.h"
+#include "tap.h"
 
 #define NIC_IP4 "198.51.100.2"
 #define PEER_IP4 "198.51.100.1"
@@ -29,5 +30,32 @@ extern const uint8_t peer_mac[FRAME_MAC_LEN];	/* the peer the tests play */
  */
 struct ns_stack *chanstack_new(struct ns_endpoint **chanp, struct frame_path *to4,
 			       struct frame_path *to6);
+
+/* The same, with the channel playing a TAP with a virtio-net header
+ * (tap_channel_set_vnet()): the NIC runs its TAP data path. */
+struct ns_stack *chanstack_new_vnet(struct ns_endpoint **chanp, struct frame_path *to4,
+				    struct frame_path *to6);
+
+/* A frame the stack sent, as chanstack_run() hands it over. */
+struct chan_frame {
+	uint8_t buf[70000];
+	size_t len;
+	struct tap_offload off;	/* all zero unless the channel plays a TAP */
+	struct frame_parsed p;
+};
+
+/*
+ * chanstack_run() - one round of the stack on its channel
+ * @s, @chan, @to4, @to6: as chanstack_new() gave them
+ * @fn: gets every frame the stack sent but its neighbour queries, which
+ *      are answered (and the stack run again); NULL: dropped
+ * @arg: for @fn
+ *
+ * Every frame must parse and carry a right checksum, or a partial one its
+ * offload header says to complete (Criterion assertions).
+ */
+void chanstack_run(struct ns_stack *s, struct ns_endpoint *chan, const struct frame_path *to4,
+		   const struct frame_path *to6, void (*fn)(const struct chan_frame *f, void *arg),
+		   void *arg);
 
 #endif /* NETSTACK_TESTS_CHANSTACK_H */

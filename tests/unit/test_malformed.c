@@ -457,43 +457,11 @@ static void inject(const uint8_t *f, size_t len)
 	cr_assert_eq(rc, 0, "ns_channel_inject: %d", rc);
 }
 
-struct sent {
-	uint8_t buf[FRAME_BUF];
-	size_t len;
-	struct frame_parsed p;
-};
-
 /* One round of the stack, answering its neighbour queries for the peer;
  * every other frame it sent is handed to @fn. */
-static void run(void (*fn)(const struct sent *s, void *arg), void *arg)
+static void run(void (*fn)(const struct chan_frame *f, void *arg), void *arg)
 {
-	bool again;
-
-	do {
-		struct sent s;
-		ssize_t n;
-
-		again = false;
-		ns_lock(stack);
-		ns_stack_run_once(stack, false);
-		ns_unlock(stack);
-		while ((n = ns_channel_read(chan, s.buf, sizeof(s.buf))) != -EAGAIN) {
-			uint8_t reply[256];
-			ssize_t r;
-
-			cr_assert_gt(n, 0, "ns_channel_read: %zd", n);
-			s.len = (size_t)n;
-			cr_assert_eq(frame_parse(s.buf, s.len, &s.p), 0, "the stack sent a malformed frame");
-			cr_assert(s.p.csum_ok, "the stack sent a frame with a bad checksum");
-			r = frame_neighbour_reply(&s.p, &to4, &to6, reply, sizeof(reply));
-			if (r > 0) {
-				inject(reply, (size_t)r);
-				again = true;
-			} else if (fn) {
-				fn(&s, arg);
-			}
-		}
-	} while (again);
+	chanstack_run(stack, chan, &to4, &to6, fn, arg);
 }
 
 static uint64_t drops(void)
@@ -505,14 +473,14 @@ static uint64_t drops(void)
 }
 
 /* Whether the stack answered at all (TCP, ICMP, neighbour discovery). */
-static void note_answer(const struct sent *s, void *arg)
+static void note_answer(const struct chan_frame *s, void *arg)
 {
 	if (s->p.proto == IPPROTO_TCP || (s->p.proto == IPPROTO_ICMPV6 && s->p.icmp_type == ND_NEIGHBOR_ADVERT))
 		*(bool *)arg = true;
 }
 
 /* An answer to a malformed frame: anything but an ICMP error or MLD. */
-static void no_answer(const struct sent *s, void *arg)
+static void no_answer(const struct chan_frame *s, void *arg)
 {
 	const char *name = arg;
 
@@ -533,7 +501,7 @@ struct expect_seg {
 	bool seen;
 };
 
-static void absorb(const struct sent *s, void *arg)
+static void absorb(const struct chan_frame *s, void *arg)
 {
 	struct expect_seg *e = arg;
 
