@@ -6,6 +6,8 @@
  * makes it lwIP's checksum routine (LWIP_CHKSUM), so the one fast sum
  * serves both. Words are loaded in host order, as lwIP's own routine
  * loads them; callers fold or swap around it as they would around lwIP's.
+ * Also the big-endian loads and stores of header fields that the TAP data
+ * path (tap_gso.c) and the input filter and SYN cookies (tcpip/) share.
  */
 #ifndef NETSTACK_TAP_CSUM_H
 #define NETSTACK_TAP_CSUM_H
@@ -50,6 +52,29 @@ static inline uint32_t tap_csum_add(uint32_t sum, const uint8_t *p, size_t len)
 	while (acc >> 16)
 		acc = (acc & 0xffff) + (acc >> 16);
 	return (uint32_t)acc;
+}
+
+/* A header field in network order, at any alignment. */
+static inline uint16_t tap_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t tap_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void tap_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void tap_put32(uint8_t *p, uint32_t v)
+{
+	tap_put16(p, (uint16_t)(v >> 16));
+	tap_put16(p + 2, (uint16_t)v);
 }
 
 #endif /* NETSTACK_TAP_CSUM_H */

@@ -29,22 +29,6 @@ struct seg {
 	size_t payload;
 };
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
 /* Copy the first @n bytes of a gather list; return how many there were. */
 static size_t iov_head(const struct iovec *iov, int iovcnt, uint8_t *dst, size_t n)
 {
@@ -71,12 +55,12 @@ static bool tcp_parse(const struct iovec *iov, int iovcnt, size_t len, struct se
 
 	if (have < TAP_ETH_HLEN + 20u + 20u)
 		return false;
-	switch (rd16(s->h + 12)) {
+	switch (tap_get16(s->h + 12)) {
 	case ETHTYPE_IP:
 		/* No options (the kernel copies them to every piece, but
 		 * lwIP sends none), not a fragment, the length exact. */
-		if (ip[0] != 0x45 || ip[9] != IP_PROTO_TCP || (rd16(ip + 6) & 0x3fff) ||
-		    rd16(ip + 2) != len - TAP_ETH_HLEN)
+		if (ip[0] != 0x45 || ip[9] != IP_PROTO_TCP || (tap_get16(ip + 6) & 0x3fff) ||
+		    tap_get16(ip + 2) != len - TAP_ETH_HLEN)
 			return false;
 		s->v6 = false;
 		s->l4 = TAP_ETH_HLEN + 20;
@@ -84,7 +68,7 @@ static bool tcp_parse(const struct iovec *iov, int iovcnt, size_t len, struct se
 	case ETHTYPE_IPV6:
 		/* TCP right after the fixed header: no extension headers. */
 		if (have < TAP_ETH_HLEN + 40u + 20u || (ip[0] >> 4) != 6 || ip[6] != IP_PROTO_TCP ||
-		    rd16(ip + 4) != len - TAP_ETH_HLEN - 40)
+		    tap_get16(ip + 4) != len - TAP_ETH_HLEN - 40)
 			return false;
 		s->v6 = true;
 		s->l4 = TAP_ETH_HLEN + 40;
@@ -115,7 +99,7 @@ static bool seg_parse(const struct iovec *iov, int iovcnt, size_t len, struct se
 	if (len <= s->hlen)
 		return false;	/* no data: a pure ACK or a probe */
 	s->payload = len - s->hlen;
-	s->seq = rd32(th + 4);
+	s->seq = tap_get32(th + 4);
 	return true;
 }
 
@@ -260,14 +244,14 @@ static uint16_t tcp_csum_seed(const uint8_t *hdr, bool v6, size_t tcplen)
 		/* Addresses, the upper-layer length (32 bits), zeros, next header. */
 		memcpy(pseudo, ip + 8, 32);
 		memset(pseudo + 32, 0, 8);
-		wr16(pseudo + 34, (uint16_t)tcplen);
+		tap_put16(pseudo + 34, (uint16_t)tcplen);
 		pseudo[39] = IP_PROTO_TCP;
 		plen = 40;
 	} else {
 		memcpy(pseudo, ip + 12, 8);
 		pseudo[8] = 0;
 		pseudo[9] = IP_PROTO_TCP;
-		wr16(pseudo + 10, (uint16_t)tcplen);
+		tap_put16(pseudo + 10, (uint16_t)tcplen);
 		plen = 12;
 	}
 	return (uint16_t)tap_csum_add(0, pseudo, plen);	/* host order, as it loads */
@@ -309,9 +293,9 @@ static void gso_fix_headers(struct tap_gso *g, struct tap_offload *off)
 	uint16_t sum;
 
 	if (g->v6) {
-		wr16(ip + 4, (uint16_t)tcplen);
+		tap_put16(ip + 4, (uint16_t)tcplen);
 	} else {
-		wr16(ip + 2, (uint16_t)(20 + tcplen));
+		tap_put16(ip + 2, (uint16_t)(20 + tcplen));
 		memset(ip + 10, 0, 2);
 		sum = (uint16_t)~tap_csum_add(0, ip, 20);
 		memcpy(ip + 10, &sum, 2);	/* host order, as the sum loads */

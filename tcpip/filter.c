@@ -21,6 +21,7 @@
 #include "lwip/prot/tcp.h"
 #include "lwip/stats.h"
 #include "syncookie.h"
+#include "tap_csum.h"
 #include "tcpip_hooks.h"
 
 #define IPPROTO_HOPOPTS_ 0
@@ -30,11 +31,6 @@
 #define ICMP6_RS 133
 #define ICMP6_REDIRECT 137
 #define EXT_HEADERS_MAX 8	/* more than any sane packet carries */
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 /* A drop: freed here, counted where netstack's rx_dropped sums lwIP's. */
 static int drop(struct pbuf *p, u16_t *counter)
@@ -47,7 +43,7 @@ static int drop(struct pbuf *p, u16_t *counter)
 /* Whether a UDP header's length field agrees with the bytes after it. */
 static bool udp_len_ok(const uint8_t *udp, size_t avail)
 {
-	uint16_t len = get16(udp + 4);
+	uint16_t len = tap_get16(udp + 4);
 
 	return len >= 8 && len <= avail;
 }
@@ -105,13 +101,13 @@ int tcpip_hook_ip4_input(struct pbuf *p, struct netif *inp)
 	if (p->len < IP_HLEN)
 		return 0;
 	hl = (size_t)(ip[0] & 0x0f) * 4;
-	total = get16(ip + 2);
+	total = tap_get16(ip + 2);
 	if (hl < IP_HLEN || hl > p->len || total < hl || total > p->tot_len)
 		return 0;
 	if (hl > IP_HLEN && !ip4_options_ok(ip + IP_HLEN, hl - IP_HLEN))
 		return drop(p, &lwip_stats.ip.drop);
 	/* Only a whole datagram shows its transport header. */
-	if (get16(ip + 6) & (IP_MF | IP_OFFMASK))
+	if (tap_get16(ip + 6) & (IP_MF | IP_OFFMASK))
 		return 0;
 	l4 = ip + hl;
 	if (ip[9] == IP_PROTO_UDP && total - hl >= 8 && (size_t)p->len >= hl + 8 &&
@@ -158,7 +154,7 @@ int tcpip_hook_ip6_input(struct pbuf *p, struct netif *inp)
 
 	if (p->len < IP6_HLEN)
 		return 0;
-	end = IP6_HLEN + get16(ip + 4);
+	end = IP6_HLEN + tap_get16(ip + 4);
 	if (end > p->tot_len || end > p->len)
 		return 0;
 	nh = ip[6];
@@ -170,7 +166,7 @@ int tcpip_hook_ip6_input(struct pbuf *p, struct netif *inp)
 			off += ((size_t)ip[off + 1] + 1) * 8;
 		} else if (nh == IPPROTO_FRAGMENT_) {
 			/* Past the first fragment, or more to come: not whole. */
-			if (off + 8 > end || (get16(ip + off + 2) & 0xfff9))
+			if (off + 8 > end || (tap_get16(ip + off + 2) & 0xfff9))
 				return 0;
 			nh = ip[off];
 			off += 8;
@@ -182,7 +178,7 @@ int tcpip_hook_ip6_input(struct pbuf *p, struct netif *inp)
 		return 0;
 	l4 = ip + off;
 	if (nh == IP6_NEXTH_UDP && end - off >= 8) {
-		if (!udp_len_ok(l4, end - off) || get16(l4 + 6) == 0)
+		if (!udp_len_ok(l4, end - off) || tap_get16(l4 + 6) == 0)
 			return drop(p, &lwip_stats.udp.drop);
 		return 0;
 	}

@@ -27,6 +27,7 @@
 #include "lwip/prot/tcp.h"
 #include "lwip/stats.h"
 #include "lwip/sys.h"
+#include "tap_csum.h"
 
 /*
  * The cookie, a 32-bit ISN: the clock's low 3 bits on top, then the 8 bits
@@ -75,28 +76,6 @@ static struct {
 void tcpip_syncookie_stats(struct tcpip_syncookie_stats *st)
 {
 	*st = stats;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
 }
 
 void tcpip_addr_words(const ip_addr_t *ip, uint64_t out[2])
@@ -176,15 +155,15 @@ static void parse_opts(const uint8_t *o, size_t len, struct tcp_opts *out)
 		if (l < 2 || i + l > len)
 			break;
 		if (kind == LWIP_TCP_OPT_MSS && l == LWIP_TCP_OPT_LEN_MSS)
-			out->mss = get16(o + i + 2);
+			out->mss = tap_get16(o + i + 2);
 		else if (kind == LWIP_TCP_OPT_WS && l == LWIP_TCP_OPT_LEN_WS)
 			out->ws = o[i + 2];
 		else if (kind == LWIP_TCP_OPT_SACK_PERM && l == LWIP_TCP_OPT_LEN_SACK_PERM)
 			out->sack = true;
 		else if (kind == LWIP_TCP_OPT_TS && l == LWIP_TCP_OPT_LEN_TS) {
 			out->ts = true;
-			out->tsval = get32(o + i + 2);
-			out->tsecr = get32(o + i + 6);
+			out->tsval = tap_get32(o + i + 2);
+			out->tsecr = tap_get32(o + i + 6);
 		}
 		i += l;
 	}
@@ -310,13 +289,13 @@ static struct pbuf *tcp_segment(uint16_t sport, uint16_t dport, uint32_t seq, ui
 	if (!p)
 		return NULL;
 	t = p->payload;
-	put16(t, sport);
-	put16(t + 2, dport);
-	put32(t + 4, seq);
-	put32(t + 8, ack);
-	put16(t + 12, (uint16_t)(((TCP_HLEN + optlen) / 4) << 12 | flags));
-	put16(t + 14, wnd);
-	put32(t + 16, 0);	/* checksum, urgent pointer */
+	tap_put16(t, sport);
+	tap_put16(t + 2, dport);
+	tap_put32(t + 4, seq);
+	tap_put32(t + 8, ack);
+	tap_put16(t + 12, (uint16_t)(((TCP_HLEN + optlen) / 4) << 12 | flags));
+	tap_put16(t + 14, wnd);
+	tap_put32(t + 16, 0);	/* checksum, urgent pointer */
 	memcpy(t + TCP_HLEN, opts, optlen);
 	return p;
 }
@@ -334,8 +313,8 @@ static size_t put_ts(uint8_t *o, bool sack, uint32_t tsval, uint32_t tsecr)
 	o[1] = sack ? LWIP_TCP_OPT_LEN_SACK_PERM : LWIP_TCP_OPT_NOP;
 	o[2] = LWIP_TCP_OPT_TS;
 	o[3] = LWIP_TCP_OPT_LEN_TS;
-	put32(o + 4, tsval);
-	put32(o + 8, tsecr);
+	tap_put32(o + 4, tsval);
+	tap_put32(o + 8, tsecr);
 	return 12;
 }
 
@@ -347,7 +326,7 @@ static size_t syn_opts(uint8_t *o, uint16_t mss, int ws, bool sack, bool ts, uin
 
 	o[n++] = LWIP_TCP_OPT_MSS;
 	o[n++] = LWIP_TCP_OPT_LEN_MSS;
-	put16(o + n, mss);
+	tap_put16(o + n, mss);
 	n += 2;
 	if (ts) {
 		n += put_ts(o + n, sack, tsval, tsecr);
@@ -529,7 +508,7 @@ static bool replay_syn(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t d
 
 	n = syn_opts(opts, mss_table[data & 7u], ws == DATA_WS_NONE ? -1 : (int)ws, data & 0x80u,
 		     ack_opts->ts, ack_opts->tsval, 0);
-	p = tcp_segment(sport, dport, peer_isn, 0, TCP_SYN, get16(s->tcp + 14), opts, n);
+	p = tcp_segment(sport, dport, peer_isn, 0, TCP_SYN, tap_get16(s->tcp + 14), opts, n);
 	if (!p)
 		return false;
 	tcp_set_csum(p, &s->src, &s->dst);
@@ -541,15 +520,15 @@ static bool replay_syn(const struct tcpip_tcp_seg *s, uint16_t sport, uint16_t d
 	memset(ip, 0, v6 ? IP6_HLEN : IP_HLEN);
 	if (v6) {
 		ip[0] = 6 << 4;
-		put16(ip + 4, (uint16_t)(p->tot_len - IP6_HLEN));
+		tap_put16(ip + 4, (uint16_t)(p->tot_len - IP6_HLEN));
 		ip[6] = IP_PROTO_TCP;
 		ip[7] = 64;
 		memcpy(ip + 8, ip_2_ip6(&s->src)->addr, 16);
 		memcpy(ip + 24, ip_2_ip6(&s->dst)->addr, 16);
 	} else {
 		ip[0] = 4 << 4 | IP_HLEN / 4;
-		put16(ip + 2, (uint16_t)p->tot_len);
-		put16(ip + 6, 0x4000);	/* DF */
+		tap_put16(ip + 2, (uint16_t)p->tot_len);
+		tap_put16(ip + 6, 0x4000);	/* DF */
 		ip[8] = 64;
 		ip[9] = IP_PROTO_TCP;
 		memcpy(ip + 12, &ip_2_ip4(&s->src)->addr, 4);
@@ -625,18 +604,18 @@ bool tcpip_syncookie_input(const struct tcpip_tcp_seg *s)
 {
 	const uint8_t *t = s->tcp;
 	uint8_t flags = t[13] & TCP_FLAGS;
-	uint16_t sport = get16(t), dport = get16(t + 2);
+	uint16_t sport = tap_get16(t), dport = tap_get16(t + 2);
 
 	/* The replayed SYN itself. */
 	if (replay.armed)
 		return false;
 	if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN)
-		return on_syn(s, sport, dport, get32(t + 4));
+		return on_syn(s, sport, dport, tap_get32(t + 4));
 	/* Cookies are checked only while some were sent lately: otherwise an
 	 * ACK costs one test. */
 	if ((flags & (TCP_SYN | TCP_RST | TCP_ACK)) == TCP_ACK && cookies_sent &&
 	    ((cookie_count() - last_sent_count) & COOKIE_COUNT_MASK) <= 1)
-		return on_ack(s, sport, dport, get32(t + 4), get32(t + 8));
+		return on_ack(s, sport, dport, tap_get32(t + 4), tap_get32(t + 8));
 	return false;
 }
 
