@@ -98,7 +98,7 @@ static_assert(ARRAY_SIZE(kind_of_pb) - 1 == NS_STATE_SOCK_CONNECTED + 1,
 	X(rx_frames) X(tx_frames) X(rx_bytes) X(tx_bytes) X(rx_malformed) \
 	X(rx_dropped) X(tx_dropped) X(ip_chkerr) X(ip_lenerr) X(tcp_chkerr) \
 	X(udp_chkerr) X(udp_rcvbuf_drops) X(syncookies_sent) X(syncookies_validated) \
-	X(syncookies_failed)
+	X(syncookies_failed) X(busy_poll_hits)
 #define COUNT_ONE(f) + 1
 static_assert(sizeof(struct ns_stats) == (0 NS_STATS_FIELDS(COUNT_ONE)) * sizeof(uint64_t),
 	      "a Counters field for every ns_stats field");

@@ -36,6 +36,8 @@
 #define NS_MAX_SOCK_BUF (1u << 30)
 #define NS_DEFAULT_MAX_MEMORY ((size_t)512 << 20)
 #define NS_MIN_MEMORY ((size_t)64 << 10)
+#define NS_DEFAULT_BUSY_POLL_US 50
+#define NS_MAX_BUSY_POLL_US 1000
 #define NS_MAX_HOOKS 8
 
 struct ns_nic {
@@ -92,6 +94,8 @@ struct ns_stack {
 	const void *heir;	/* the thread that leads next; NULL: any */
 	uint64_t heir_since;	/* stack-clock ns it was named */
 	pthread_cond_t *leader_cond; /* what the leader would wait on; NULL: none */
+	uint64_t busy_poll_ns;	/* cfg.busy_poll_us; 0: never */
+	bool link_busy;		/* the last leader's wait got input within busy_poll_ns */
 	bool notify_used, notify_dirty;
 
 	struct ns_nic **nics;

@@ -97,6 +97,16 @@ struct ns_stack_config {
 	size_t max_memory;	/* all lwIP allocations; >= 64 KiB; 0 = 512 MiB */
 	size_t max_rx_total;	/* unread received bytes over all sockets;
 				 * at most max_memory; 0 = max_memory / 2 */
+	/*
+	 * Busy polling: a thread about to block in the API while the link is
+	 * busy (its last wait got a frame within this time) first polls the
+	 * link for up to this long before it sleeps, so a sender feeding a
+	 * steady stream need not wake it for every frame (a wakeup is a
+	 * cross-CPU interrupt the sender pays for). Costs CPU only while
+	 * traffic flows; an idle link is never polled. The poll yields the
+	 * CPU between looks, so a peer on the same CPU still runs.
+	 */
+	int busy_poll_us;	/* 1..1000; 0 = 50; -1 = never */
 };
 
 /**
@@ -170,6 +180,7 @@ struct ns_stats {
 	uint64_t syncookies_sent;	/* SYN-ACKs carrying a cookie */
 	uint64_t syncookies_validated;	/* ACKs whose cookie made a connection */
 	uint64_t syncookies_failed;	/* ACKs to a listener in cookie mode with no valid cookie */
+	uint64_t busy_poll_hits;	/* waits a busy poll answered (no sleep, no wakeup) */
 };
 
 /**

@@ -44,6 +44,7 @@
 #define _GNU_SOURCE
 #include <assert.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,8 +137,11 @@ static int limits_settle(struct ns_stack_config *c)
 {
 	if (c->max_sockets > (1u << 24) || c->max_backlog > NS_DEFAULT_MAX_BACKLOG ||
 	    (c->max_sock_buf && (c->max_sock_buf < NS_MIN_SOCK_BUF || c->max_sock_buf > NS_MAX_SOCK_BUF)) ||
-	    (c->max_memory && c->max_memory < NS_MIN_MEMORY))
+	    (c->max_memory && c->max_memory < NS_MIN_MEMORY) || c->busy_poll_us < -1 ||
+	    c->busy_poll_us > NS_MAX_BUSY_POLL_US)
 		return -EINVAL;
+	if (!c->busy_poll_us)
+		c->busy_poll_us = NS_DEFAULT_BUSY_POLL_US;
 	if (!c->max_sockets)
 		c->max_sockets = NS_DEFAULT_MAX_SOCKETS;
 	if (!c->max_backlog)
@@ -194,6 +198,7 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 		goto fail_unlock;
 	}
 	s->cfg = settled;
+	s->busy_poll_ns = s->cfg.busy_poll_us > 0 ? (uint64_t)s->cfg.busy_poll_us * 1000 : 0;
 	if (!s->cfg.log_level)
 		s->cfg.log_level = NS_LOG_INFO;
 	s->next_nic_id = 1;
@@ -435,10 +440,54 @@ static bool may_lead(struct ns_stack *s)
 	return !heir_valid(s) || s->heir == THREAD_TOKEN;
 }
 
+/*
+ * The leader's wait on the link (lock not held): while the link is busy,
+ * poll it for up to busy_poll_ns before sleeping - the sender of a steady
+ * stream then finds nobody to wake (on this VM kind the wakeup, an
+ * interrupt to an idle CPU, took ~30% of a kernel sender's CPU and kept rx
+ * at 65520 near 0.66x the kernel's veth; polling 50 us: 0.84x). Between
+ * looks the CPU is yielded to anything runnable on it (a peer on the same
+ * CPU, as in a pinned round trip). Sets *@busy when input came within
+ * busy_poll_ns of the start, *@polled when the poll found it.
+ */
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* (Process time, not the stack clock: that one stands still while the
+ * stack is frozen after a checkpoint.) */
+static int link_wait(struct ns_stack *s, struct epoll_event *evs, int timeout, bool *busy,
+		     bool *polled)
+{
+	uint64_t t0 = mono_ns();
+	int n = 0;
+
+	*polled = false;
+	if (s->busy_poll_ns && s->link_busy) {
+		do {
+			n = epoll_wait(s->epfd, evs, 16, 0);
+			if (n) {
+				*polled = n > 0;
+				break;
+			}
+			sched_yield();
+		} while (mono_ns() - t0 < s->busy_poll_ns);
+	}
+	if (n == 0)
+		n = epoll_wait(s->epfd, evs, 16, timeout);
+	*busy = n > 0 && mono_ns() - t0 <= s->busy_poll_ns;
+	return n;
+}
+
 int ns_wait(struct ns_stack *s, pthread_cond_t *cond, const struct timespec *deadline)
 {
 	struct epoll_event evs[16];
 	int timeout = -1, n;
+	bool busy, polled;
 
 	if (!may_lead(s)) {
 		/* A follower: the leader's input or the dispatcher's wakes it
@@ -465,10 +514,13 @@ int ns_wait(struct ns_stack *s, pthread_cond_t *cond, const struct timespec *dea
 	s->leader_cond = cond;
 	link_lend(s, true);
 	ns_unlock(s);
-	n = epoll_wait(s->epfd, evs, 16, timeout);
+	n = link_wait(s, evs, timeout, &busy, &polled);
 	ns_lock(s);
 	s->leader_cond = NULL;
 	s->lead_ends++;
+	s->link_busy = busy;
+	if (polled)
+		s->stats.busy_poll_hits++;
 	if (s->running && !s->stopping) {
 		if (n > 0) {
 			dispatching = true;

@@ -2059,11 +2059,12 @@ static void state_counters(struct daemon *d, struct sbuf *b)
 		  ", \"udp_chkerr\": %" PRIu64 ",\n"
 		  "    \"udp_rcvbuf_drops\": %" PRIu64 ",\n"
 		  "    \"syncookies_sent\": %" PRIu64 ", \"syncookies_validated\": %" PRIu64
-		  ", \"syncookies_failed\": %" PRIu64 "\n  }",
+		  ", \"syncookies_failed\": %" PRIu64 ",\n"
+		  "    \"busy_poll_hits\": %" PRIu64 "\n  }",
 		  st.rx_frames, st.tx_frames, st.rx_bytes, st.tx_bytes, st.rx_malformed, st.rx_dropped,
 		  st.tx_dropped, st.ip_chkerr, st.ip_lenerr, st.tcp_chkerr, st.udp_chkerr,
 		  st.udp_rcvbuf_drops, st.syncookies_sent, st.syncookies_validated,
-		  st.syncookies_failed);
+		  st.syncookies_failed, st.busy_poll_hits);
 }
 
 /* The digest of the memory region once it is all in (computed once: the

@@ -14,16 +14,16 @@
 const uint8_t nic_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
 const uint8_t peer_mac[FRAME_MAC_LEN] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01 };
 
-static struct ns_stack *make(struct ns_endpoint **chanp, struct frame_path *to4,
-			     struct frame_path *to6, bool vnet)
+static struct ns_stack *make(const struct ns_stack_config *cfg, struct ns_endpoint **chanp,
+			     struct frame_path *to4, struct frame_path *to6, bool vnet)
 {
-	struct ns_stack_config cfg = { .log_level = NS_LOG_ERR };
+	struct ns_stack_config quiet = { .log_level = NS_LOG_ERR };
 	struct ns_nic_config nc = { .name = "eth0" };
 	struct ns_stack *s;
 	struct ns_prefix pfx;
 	int nic;
 
-	cr_assert_eq(ns_stack_new(&cfg, &s), 0);
+	cr_assert_eq(ns_stack_new(cfg ? cfg : &quiet, &s), 0);
 	cr_assert_eq(ns_endpoint_channel_new(chanp), 0);
 	if (vnet)
 		cr_assert_eq(tap_channel_set_vnet(*chanp), 0);
@@ -42,13 +42,19 @@ static struct ns_stack *make(struct ns_endpoint **chanp, struct frame_path *to4,
 struct ns_stack *chanstack_new(struct ns_endpoint **chanp, struct frame_path *to4,
 			       struct frame_path *to6)
 {
-	return make(chanp, to4, to6, false);
+	return make(NULL, chanp, to4, to6, false);
+}
+
+struct ns_stack *chanstack_new_cfg(const struct ns_stack_config *cfg, struct ns_endpoint **chanp,
+				   struct frame_path *to4, struct frame_path *to6)
+{
+	return make(cfg, chanp, to4, to6, false);
 }
 
 struct ns_stack *chanstack_new_vnet(struct ns_endpoint **chanp, struct frame_path *to4,
 				    struct frame_path *to6)
 {
-	return make(chanp, to4, to6, true);
+	return make(NULL, chanp, to4, to6, true);
 }
 
 void chanstack_run(struct ns_stack *s, struct ns_endpoint *chan, const struct frame_path *to4,

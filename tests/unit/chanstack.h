@@ -31,6 +31,10 @@ extern const uint8_t peer_mac[FRAME_MAC_LEN];	/* the peer the tests play */
 struct ns_stack *chanstack_new(struct ns_endpoint **chanp, struct frame_path *to4,
 			       struct frame_path *to6);
 
+/* The same with the stack configured by @cfg. */
+struct ns_stack *chanstack_new_cfg(const struct ns_stack_config *cfg, struct ns_endpoint **chanp,
+				   struct frame_path *to4, struct frame_path *to6);
+
 /* The same, with the channel playing a TAP with a virtio-net header
  * (tap_channel_set_vnet()): the NIC runs its TAP data path. */
 struct ns_stack *chanstack_new_vnet(struct ns_endpoint **chanp, struct frame_path *to4,

@@ -159,7 +159,7 @@ static void rich_state(struct ns_state *st)
 	memset(st, 0, sizeof(*st));
 	st->clock_ns = 123456789012345ull;
 	st->checkpoint_count = 7;
-	st->stats = (struct ns_stats){ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, UINT64_MAX };
+	st->stats = (struct ns_stats){ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, UINT64_MAX };
 	st->nics = calloc(4, sizeof(*st->nics));
 	st->routes = calloc(6, sizeof(*st->routes));
 	st->socks = calloc(12, sizeof(*st->socks));
