@@ -98,9 +98,10 @@ struct ns_stack_config {
 	size_t max_rx_total;	/* unread received bytes over all sockets;
 				 * at most max_memory; 0 = max_memory / 2 */
 	/*
-	 * Busy polling: a thread about to block in the API while the link is
-	 * busy (its last wait got a frame within this time) first polls the
-	 * link for up to this long before it sleeps, so a sender feeding a
+	 * Busy polling: the thread blocked in the API that waits on the link
+	 * itself (one at a time; others wait for it) first polls the link,
+	 * while it is busy (the last such wait got a frame within this time),
+	 * for up to this long before it sleeps, so a sender feeding a
 	 * steady stream need not wake it for every frame (a wakeup is a
 	 * cross-CPU interrupt the sender pays for). Costs CPU only while
 	 * traffic flows; an idle link is never polled. The poll yields the

@@ -157,6 +157,7 @@ int ns_state_load(struct ns_stack *s, const struct ns_state *st,
 	s->stats.tx_bytes = st->stats.tx_bytes;
 	s->stats.rx_malformed = st->stats.rx_malformed;
 	s->stats.tx_dropped = st->stats.tx_dropped;
+	s->stats.busy_poll_hits = st->stats.busy_poll_hits;
 	s->ckpt_count = (int64_t)st->checkpoint_count;
 	ns_unlock(s);
 	return rc;

@@ -440,16 +440,15 @@ static bool may_lead(struct ns_stack *s)
 	return !heir_valid(s) || s->heir == THREAD_TOKEN;
 }
 
-/*
- * The leader's wait on the link (lock not held): while the link is busy,
- * poll it for up to busy_poll_ns before sleeping - the sender of a steady
- * stream then finds nobody to wake (on this VM kind the wakeup, an
- * interrupt to an idle CPU, took ~30% of a kernel sender's CPU and kept rx
- * at 65520 near 0.66x the kernel's veth; polling 50 us: 0.84x). Between
- * looks the CPU is yielded to anything runnable on it (a peer on the same
- * CPU, as in a pinned round trip). Sets *@busy when input came within
- * busy_poll_ns of the start, *@polled when the poll found it.
- */
+/* Whether @n events hold link input (not only the leader's kick). */
+static bool link_input(const struct ns_stack *s, const struct epoll_event *evs, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (evs[i].data.ptr != &s->kickfd)
+			return true;
+	return false;
+}
+
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -458,10 +457,21 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* (Process time, not the stack clock: that one stands still while the
- * stack is frozen after a checkpoint.) */
-static int link_wait(struct ns_stack *s, struct epoll_event *evs, int timeout, bool *busy,
-		     bool *polled)
+/*
+ * The leader's wait on the link (lock not held): while the link is busy,
+ * poll it for up to busy_poll_ns before sleeping - the sender of a steady
+ * stream then finds nobody to wake (on this VM kind the wakeup, an
+ * interrupt to an idle CPU, took ~30% of a kernel sender's CPU and kept rx
+ * at 65520 near 0.66x the kernel's veth; polling 50 us: 0.84x). Between
+ * looks the CPU is yielded to anything runnable on it (a peer on the same
+ * CPU, as in a pinned round trip). The sleep that follows ends at
+ * @deadline (NULL: none). Sets *@busy when link input came within
+ * busy_poll_ns of the start, *@polled when the poll found it; a kick is
+ * neither. (Process time, not the stack clock: that one stands still
+ * while the stack is frozen after a checkpoint.)
+ */
+static int link_wait(struct ns_stack *s, struct epoll_event *evs, const struct timespec *deadline,
+		     bool *busy, bool *polled)
 {
 	uint64_t t0 = mono_ns();
 	int n = 0;
@@ -471,23 +481,23 @@ static int link_wait(struct ns_stack *s, struct epoll_event *evs, int timeout, b
 		do {
 			n = epoll_wait(s->epfd, evs, 16, 0);
 			if (n) {
-				*polled = n > 0;
+				*polled = n > 0 && link_input(s, evs, n);
 				break;
 			}
 			sched_yield();
 		} while (mono_ns() - t0 < s->busy_poll_ns);
 	}
 	if (n == 0)
-		n = epoll_wait(s->epfd, evs, 16, timeout);
-	*busy = n > 0 && mono_ns() - t0 <= s->busy_poll_ns;
+		n = epoll_wait(s->epfd, evs, 16, deadline ? ms_until(deadline) : -1);
+	*busy = n > 0 && link_input(s, evs, n) && mono_ns() - t0 <= s->busy_poll_ns;
 	return n;
 }
 
 int ns_wait(struct ns_stack *s, pthread_cond_t *cond, const struct timespec *deadline)
 {
 	struct epoll_event evs[16];
-	int timeout = -1, n;
 	bool busy, polled;
+	int n;
 
 	if (!may_lead(s)) {
 		/* A follower: the leader's input or the dispatcher's wakes it
@@ -506,15 +516,12 @@ int ns_wait(struct ns_stack *s, pthread_cond_t *cond, const struct timespec *dea
 		return n;
 	}
 	s->heir = NULL;
-	if (deadline) {
-		timeout = ms_until(deadline);
-		if (!timeout)
-			return -ETIMEDOUT;
-	}
+	if (deadline && !ms_until(deadline))
+		return -ETIMEDOUT;
 	s->leader_cond = cond;
 	link_lend(s, true);
 	ns_unlock(s);
-	n = link_wait(s, evs, timeout, &busy, &polled);
+	n = link_wait(s, evs, deadline, &busy, &polled);
 	ns_lock(s);
 	s->leader_cond = NULL;
 	s->lead_ends++;

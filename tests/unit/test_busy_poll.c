@@ -17,9 +17,12 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "chanstack.h"
+#include "imgdir.h"
 
 #define PORT 7000
 #define DATAGRAMS 200
@@ -120,7 +123,8 @@ Test(busy_poll, out_of_range_is_refused_and_the_edges_taken)
 }
 
 /* 1 ms, so that a sanitizer or valgrind still finds the next datagram
- * inside the poll most of the time. */
+ * inside the poll (198 of 200 natively and under valgrind here); only
+ * "some" is asserted, since how often depends on the machine's load. */
 Test(busy_poll, a_receiver_kept_busy_is_answered_by_the_poll)
 {
 	uint64_t hits;
@@ -128,8 +132,7 @@ Test(busy_poll, a_receiver_kept_busy_is_answered_by_the_poll)
 	start(1000);
 	hits = stream();
 	cr_log_info("%llu of %d waits answered by the poll", (unsigned long long)hits, DATAGRAMS);
-	cr_expect_geq(hits, DATAGRAMS / 4, "only %llu of %d waits answered by the poll",
-		      (unsigned long long)hits, DATAGRAMS);
+	cr_expect_gt(hits, 0, "no wait of %d answered by the poll", DATAGRAMS);
 	cr_expect_leq(hits, DATAGRAMS, "%llu hits for %d datagrams", (unsigned long long)hits,
 		      DATAGRAMS);
 }
@@ -178,4 +181,44 @@ Test(busy_poll, a_close_wakes_a_polling_receiver)
 	cr_assert_eq(pthread_join(t, &res), 0);
 	cr_expect_eq((intptr_t)res, 0, "ns_close: %ld", (long)(intptr_t)res);
 	cr_expect_eq(n, -EBADF, "ns_recv on a closed socket: %zd", n);
+}
+
+/* The count is one of the stack's counters: a checkpoint keeps it. */
+Test(busy_poll, the_count_survives_a_checkpoint)
+{
+	struct ns_stack_config quiet = { .log_level = NS_LOG_ERR };
+	struct ns_restore_endpoint re = { .nic_name = "eth0" };
+	struct ns_restore_opts opts = { .config = &quiet, .endpoints = &re, .nendpoints = 1 };
+	struct ns_stats st;
+	uint64_t hits = 0;
+	char img[256], why[256] = "";
+	int fds[2], status, rc;
+	pid_t pid;
+
+	imgdir_make("ns-busy-poll", img, sizeof(img));
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* One stack per process: this one is checkpointed here and
+		 * restored in the parent, which has none. */
+		start(1000);
+		hits = stream();
+		if (hits == 0 || ns_stack_checkpoint(stack, img, NULL) ||
+		    write(fds[1], &hits, sizeof(hits)) != sizeof(hits))
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "checkpoint child: status %d", status);
+	cr_assert_eq(read(fds[0], &hits, sizeof(hits)), (ssize_t)sizeof(hits));
+	close(fds[0]);
+	cr_assert_eq(ns_endpoint_channel_new(&re.ep), 0);
+	rc = ns_stack_restore(img, &opts, &stack, why, sizeof(why));
+	cr_assert_eq(rc, 0, "restore: %d: %s", rc, why);
+	cr_assert_eq(ns_stack_stats(stack, &st), 0);
+	cr_expect_eq(st.busy_poll_hits, hits, "%llu after the restore, %llu before",
+		     (unsigned long long)st.busy_poll_hits, (unsigned long long)hits);
+	imgdir_remove();
 }
