@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "memfile.h"
 
@@ -50,14 +51,6 @@ static int uring_setup_default(unsigned entries, struct io_uring *ring)
 }
 
 int (*mf_uring_setup)(unsigned entries, struct io_uring *ring) = uring_setup_default;
-
-uint64_t mf_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Wake the io_uring loader; a failed write means the counter is non-zero
  * already, which wakes it as well. */
@@ -316,7 +309,7 @@ static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 	mf->remaining -= rq->n;
 	mf->inflight--;
 	if (mf->remaining == 0) {
-		mf->end_ns = mf_now_ns();
+		mf->end_ns = tw_mono_ns();
 		mf->loading = false;
 		pthread_cond_broadcast(&mf->work_cond);
 		wake(mf->wakefd);	/* the other io_uring loaders end too */
@@ -346,7 +339,7 @@ static void abandon(struct ns_memfile *mf, const char *reason)
 		snprintf(mf->why, sizeof(mf->why), "%s", reason);
 	}
 	if (mf->remaining == 0) {
-		mf->end_ns = mf_now_ns();
+		mf->end_ns = tw_mono_ns();
 		mf->loading = false;
 		wake(mf->uffd_stopfd);
 	}
@@ -600,7 +593,7 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 	int rc = 0;
 
 	pthread_mutex_lock(&mf->mu);
-	mf->start_ns = mf->end_ns = mf_now_ns();
+	mf->start_ns = mf->end_ns = tw_mono_ns();
 	mf->data_bytes = 0;
 	for (size_t k = 0; k < mf->nchunks; k++)
 		mf->data_bytes += mf->chunks[k].len;
@@ -827,7 +820,7 @@ int ns_memfile_progress(struct ns_stack *s, struct ns_memfile_progress *p)
 	snprintf(p->fallback, sizeof(p->fallback), "%s", mf->fallback);
 	p->backend = mf->backend;
 	p->demand_paging = mf->uffd >= 0;
-	now = mf->remaining ? mf_now_ns() : mf->end_ns;
+	now = mf->remaining ? tw_mono_ns() : mf->end_ns;
 	p->elapsed_ns = now - mf->start_ns;
 	if (p->elapsed_ns)
 		p->rate_bps = (uint64_t)((double)mf->loaded_bytes * 1e9 / (double)p->elapsed_ns);

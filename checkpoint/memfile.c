@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "memfile.h"
 
@@ -486,7 +487,7 @@ int mf_save_prepare(struct ns_stack *s, const struct ns_checkpoint_opts *opts,
 	}
 	while (id == 0)
 		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
-			id = (uint64_t)mf_now_ns() * 0x9e3779b97f4a7c15ull;
+			id = (uint64_t)tw_mono_ns() * 0x9e3779b97f4a7c15ull;
 	sv->mf = mf;
 	sv->compression = opts->compression;
 	sv->direct = opts->direct;

@@ -174,7 +174,6 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 		    size_t whylen);
 /* Stop loading (reads in flight are waited for) and join the threads. */
 void mf_loader_stop(struct ns_memfile *mf);
-uint64_t mf_now_ns(void);
 /* Put chunks [lo, hi) at the front of the queue, @lo on top (mu held). */
 void mf_prioritise(struct ns_memfile *mf, size_t lo, size_t hi);
 /* The chunks of @r that hold bytes of [offset, offset + length): [*lop, *hip). */

@@ -449,14 +449,6 @@ static bool link_input(const struct ns_stack *s, const struct epoll_event *evs, 
 	return false;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * The leader's wait on the link (lock not held): while the link is busy,
  * poll it for up to busy_poll_ns before sleeping - the sender of a steady
@@ -473,7 +465,7 @@ static uint64_t mono_ns(void)
 static int link_wait(struct ns_stack *s, struct epoll_event *evs, const struct timespec *deadline,
 		     bool *busy, bool *polled)
 {
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = tw_mono_ns();
 	int n = 0;
 
 	*polled = false;
@@ -485,11 +477,11 @@ static int link_wait(struct ns_stack *s, struct epoll_event *evs, const struct t
 				break;
 			}
 			sched_yield();
-		} while (mono_ns() - t0 < s->busy_poll_ns);
+		} while (tw_mono_ns() - t0 < s->busy_poll_ns);
 	}
 	if (n == 0)
 		n = epoll_wait(s->epfd, evs, 16, deadline ? ms_until(deadline) : -1);
-	*busy = n > 0 && link_input(s, evs, n) && mono_ns() - t0 <= s->busy_poll_ns;
+	*busy = n > 0 && link_input(s, evs, n) && tw_mono_ns() - t0 <= s->busy_poll_ns;
 	return n;
 }
 

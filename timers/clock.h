@@ -30,6 +30,7 @@ struct tw_clock {
 	bool frozen;
 };
 
+uint64_t tw_mono_ns(void);
 void tw_clock_init(struct tw_clock *c);
 void tw_clock_init_source(struct tw_clock *c, uint64_t (*mono)(void *arg), void *arg);
 uint64_t tw_clock_now(const struct tw_clock *c);
