@@ -94,8 +94,7 @@ struct ns_stack {
 	const void *heir;	/* the thread that leads next; NULL: any */
 	uint64_t heir_since;	/* stack-clock ns it was named */
 	pthread_cond_t *leader_cond; /* what the leader would wait on; NULL: none */
-	uint64_t busy_poll_ns;	/* cfg.busy_poll_us; 0: never */
-	bool link_busy;		/* the last leader's wait got input within busy_poll_ns */
+	bool link_busy;		/* the last leader's wait got input within cfg.busy_poll_us */
 	bool notify_used, notify_dirty;
 
 	struct ns_nic **nics;

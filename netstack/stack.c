@@ -198,7 +198,6 @@ int ns_stack_new(const struct ns_stack_config *cfg, struct ns_stack **stackp)
 		goto fail_unlock;
 	}
 	s->cfg = settled;
-	s->busy_poll_ns = s->cfg.busy_poll_us > 0 ? (uint64_t)s->cfg.busy_poll_us * 1000 : 0;
 	if (!s->cfg.log_level)
 		s->cfg.log_level = NS_LOG_INFO;
 	s->next_nic_id = 1;
@@ -451,25 +450,27 @@ static bool link_input(const struct ns_stack *s, const struct epoll_event *evs, 
 
 /*
  * The leader's wait on the link (lock not held): while the link is busy,
- * poll it for up to busy_poll_ns before sleeping - the sender of a steady
+ * poll it for up to cfg.busy_poll_us before sleeping - the sender of a steady
  * stream then finds nobody to wake (on this VM kind the wakeup, an
  * interrupt to an idle CPU, took ~30% of a kernel sender's CPU and kept rx
  * at 65520 near 0.66x the kernel's veth; polling 50 us: 0.84x). Between
  * looks the CPU is yielded to anything runnable on it (a peer on the same
  * CPU, as in a pinned round trip). The sleep that follows ends at
- * @deadline (NULL: none). Sets *@busy when link input came within
- * busy_poll_ns of the start, *@polled when the poll found it; a kick is
+ * @deadline (NULL: none). Sets *@busy when link input came within the
+ * poll's time of the start, *@polled when the poll found it; a kick is
  * neither. (Process time, not the stack clock: that one stands still
  * while the stack is frozen after a checkpoint.)
  */
 static int link_wait(struct ns_stack *s, struct epoll_event *evs, const struct timespec *deadline,
 		     bool *busy, bool *polled)
 {
+	/* -1 (never) counts as no time at all. */
+	uint64_t window = s->cfg.busy_poll_us > 0 ? (uint64_t)s->cfg.busy_poll_us * 1000 : 0;
 	uint64_t t0 = tw_mono_ns();
 	int n = 0;
 
 	*polled = false;
-	if (s->busy_poll_ns && s->link_busy) {
+	if (window && s->link_busy) {
 		do {
 			n = epoll_wait(s->epfd, evs, 16, 0);
 			if (n) {
@@ -477,11 +478,14 @@ static int link_wait(struct ns_stack *s, struct epoll_event *evs, const struct t
 				break;
 			}
 			sched_yield();
-		} while (tw_mono_ns() - t0 < s->busy_poll_ns);
+		} while (tw_mono_ns() - t0 < window);
 	}
-	if (n == 0)
-		n = epoll_wait(s->epfd, evs, 16, deadline ? ms_until(deadline) : -1);
-	*busy = n > 0 && link_input(s, evs, n) && tw_mono_ns() - t0 <= s->busy_poll_ns;
+	if (n != 0) {
+		*busy = *polled;
+		return n;
+	}
+	n = epoll_wait(s->epfd, evs, 16, deadline ? ms_until(deadline) : -1);
+	*busy = n > 0 && link_input(s, evs, n) && tw_mono_ns() - t0 <= window;
 	return n;
 }
 
