@@ -24,6 +24,7 @@
 /* The socket option of that name; lwIP's TCP_MSS is a setting. */
 #undef TCP_MSS
 
+#include "clock.h"
 #include "internal.h"
 #include "state.h"
 
@@ -128,17 +129,6 @@ static int sock_install(struct ns_stack *s, struct tcpip_ep *ep, bool nonblock)
 	return sock_install_at(s, ep, nonblock, -1);
 }
 
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000;
-	if (ts->tv_nsec >= 1000000000) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000;
-	}
-}
-
 /*
  * Wait until @k is ready for @events (or in error or hung up), with the
  * lock released. Return: 0 when ready, -EAGAIN at the timeout (as Linux's
@@ -150,7 +140,7 @@ static int sock_wait(struct ns_sock *k, unsigned events, int64_t timeout_ms)
 	int rc = 0;
 
 	if (timeout_ms > 0)
-		deadline_after(&deadline, timeout_ms);
+		tw_deadline_after(&deadline, timeout_ms);
 	k->refs++;
 	while (!k->closed && !(tcpip_ep_poll(k->ep) & (events | POLLERR | POLLHUP))) {
 		if (ns_wait(k->stack, &k->cond, timeout_ms > 0 ? &deadline : NULL) == -ETIMEDOUT) {
@@ -538,7 +528,7 @@ int ns_poll(struct ns_stack *s, struct pollfd *fds, nfds_t nfds, int timeout_ms)
 	if (!s || (!fds && nfds) || nfds > s->nsocks_cap)
 		return -EINVAL;
 	if (timeout_ms > 0)
-		deadline_after(&deadline, timeout_ms);
+		tw_deadline_after(&deadline, timeout_ms);
 	ns_lock(s);
 	ready = poll_scan(s, fds, nfds);
 	if (ready || timeout_ms == 0 || nfds == 0)

@@ -27,6 +27,23 @@ uint64_t tw_mono_ns(void)
 	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
+/**
+ * tw_deadline_after() - the CLOCK_MONOTONIC time @ms from now, for
+ * pthread_cond_timedwait() on a condition variable set to that clock
+ * @ts: receives the time
+ * @ms: milliseconds from now, >= 0
+ */
+void tw_deadline_after(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
 static uint64_t monotonic_ns(void *arg)
 {
 	(void)arg;

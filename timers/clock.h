@@ -31,6 +31,8 @@ struct tw_clock {
 };
 
 uint64_t tw_mono_ns(void);
+struct timespec;
+void tw_deadline_after(struct timespec *ts, int64_t ms);
 void tw_clock_init(struct tw_clock *c);
 void tw_clock_init_source(struct tw_clock *c, uint64_t (*mono)(void *arg), void *arg);
 uint64_t tw_clock_now(const struct tw_clock *c);
