@@ -3,10 +3,12 @@
  * loader.c - loading a restored memory file: the chunks of pages.img go
  * into their regions with many reads in flight, awaited ranges first and
  * the rest in file order, consecutive chunks merged into one readv()
- * straight into the region (no bounce buffer unless compressed). Two
+ * straight into the region (no bounce buffer unless compressed). Three
  * backends share the scheduling (pick()) and the checking (finish()): one
- * thread driving an io_uring, and a pool of threads doing preadv() where
- * io_uring cannot be set up (ENOSYS, EPERM, a kernel with it disabled).
+ * thread driving an io_uring; a pool of threads doing preadv() where
+ * io_uring cannot be set up (ENOSYS, EPERM, a kernel with it disabled);
+ * and, when asked for, the same pool mapping an uncompressed pages.img
+ * into the regions instead of copying it ("Mapping").
  * In a background restore the loaders run at nice 19 in file order
  * and one more thread, at normal priority, reads only awaited chunks.
  * Every chunk's CRC32C is checked after it lands and a chunk that fails
@@ -22,9 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -265,6 +269,18 @@ static const char *chunk_check(const struct ns_memfile *mf, const struct read_re
 	return NULL;
 }
 
+/* Make a failed chunk's pages zero again: anonymous memory over the
+ * mapping (not MADV_DONTNEED, which would bring the file's bytes back). */
+static void map_unmap(struct ns_memfile *mf, struct mf_chunk *c)
+{
+	uint8_t *at = chunk_addr(mf, c);
+
+	if (mmap(at, c->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
+		 MAP_NORESERVE, -1, 0) == MAP_FAILED)
+		memset(at, 0, c->len);	/* out of mappings: private zeros */
+	c->mapped = 0;
+}
+
 /* A read ended with @res (bytes, or -errno): check each chunk, publish. */
 static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 {
@@ -285,6 +301,8 @@ static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 		/* Never hand out wrong bytes: the range reads as zeros. */
 		if (reasons[k] && mf->uffd >= 0)
 			mf_uffd_zero(mf, c);
+		else if (reasons[k] && c->mapped)
+			map_unmap(mf, c);
 		else if (reasons[k])
 			madvise(chunk_addr(mf, c), c->len, MADV_DONTNEED);
 	}
@@ -344,6 +362,220 @@ static void abandon(struct ns_memfile *mf, const char *reason)
 		wake(mf->uffd_stopfd);
 	}
 	pthread_cond_broadcast(&mf->done_cond);
+}
+
+/* ------------------------------------------------------------------ */
+/* Mapping                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * From the page cache, copying is not what costs: a restore copies into
+ * memory nobody touched before, a page fault per 4 KiB, and on the CI VM
+ * that fault costs 3-5x the copy (README, "The memory file"). The map
+ * backend copies nothing: the pool threads map each run of a read's
+ * chunks from pages.img (MAP_PRIVATE, so a write copies the page, never
+ * reaches the file), fault the run in (MADV_POPULATE_READ: a page that
+ * cannot be read fails here, not as SIGBUS) and check its CRC in place.
+ *
+ * A page stays the page cache's until written, so a change to pages.img
+ * would show through. A read lease rules that out for writes: opening the
+ * file for writing breaks the lease, and the opener waits
+ * (fs.lease-break-time) until we let go. lease_main() looks every
+ * mf_lease_poll_ms (no signal: a library cannot own one; the kernel's
+ * SIGIO is turned off with F_SETOWN 0), and on a break copies every mapped
+ * page (MADV_POPULATE_WRITE breaks copy-on-write without writing), has
+ * what is left loaded by reading, then releases the lease. Truncation
+ * breaks the lease too, but the kernel then takes even copied pages of the
+ * cut range away (truncate_pagecache() unmaps private copies, as POSIX
+ * has it), so mapping is asked for, never chosen for the embedder
+ * (netstack.h, "Mapping").
+ */
+#define MAP_READ	(4u << 20)	/* bytes per read unless read_kib says */
+#define MAP_THREADS	2u		/* the pool in the foreground */
+#define RA_WINDOW	(32u << 20)	/* readahead kept ahead of the mapping */
+#define MAP_SLACK	4096		/* mappings left for the rest of the process */
+#define BREAK_COPY_BPS	(256ull << 20)	/* a slow copy rate, to size a lease break */
+
+/* Ask for the file ahead of the mapping: a fault reads 128 KiB at a time. */
+static void map_readahead(struct ns_memfile *mf, uint64_t foff, uint64_t len)
+{
+	uint64_t from, to = foff + len + RA_WINDOW;
+
+	pthread_mutex_lock(&mf->mu);
+	from = mf->ra_next > foff ? mf->ra_next : foff;
+	if (to > mf->map_size)
+		to = mf->map_size;
+	if (from < to)
+		mf->ra_next = to;
+	pthread_mutex_unlock(&mf->mu);
+	if (from < to)
+		readahead(mf->fd, (off64_t)from, (size_t)(to - from));
+}
+
+/* The map backend's read: map each run of @rq's chunks that is one range
+ * of its region as well, and fault it in. Return: the bytes in place from
+ * rq->foff on (short at the file's end or at a failure), or -errno. */
+static ssize_t map_read(struct ns_memfile *mf, struct read_req *rq)
+{
+	size_t done = 0;
+
+	map_readahead(mf, rq->foff, rq->want);
+	for (size_t k = 0; k < rq->n;) {
+		struct mf_chunk *c = &mf->chunks[rq->first + k];
+		uint8_t *at = chunk_addr(mf, c);
+		uint64_t len = c->len;
+		size_t j = k + 1;
+
+		while (j < rq->n && mf->chunks[rq->first + j].region == c->region &&
+		       mf->chunks[rq->first + j].off == c->off + len)
+			len += mf->chunks[rq->first + j++].len;
+		if (c->foff + len > mf->map_size)
+			break;	/* past the end: a mapping would be SIGBUS */
+		/* Marked first: a MAP_FIXED that fails may have unmapped the
+		 * range, and a failed chunk's map_unmap() maps it again. */
+		for (size_t i = k; i < j; i++)
+			mf->chunks[rq->first + i].mapped = 1;
+		if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+			 mf->fd, (off_t)c->foff) == MAP_FAILED)
+			return done ? (ssize_t)done : -errno;
+		if (madvise(at, len, MADV_POPULATE_READ) < 0)
+			return done ? (ssize_t)done : -errno;
+		done += len;
+		k = j;
+	}
+	return (ssize_t)done;
+}
+
+/* Copy every mapped page, so that pages.img may change. No read maps
+ * meanwhile (map_inflight 0, map false). Return: 0 or -errno. */
+static int map_privatise(struct ns_memfile *mf)
+{
+	int rc = 0;
+
+	for (size_t k = 0; k < mf->nchunks;) {
+		const struct mf_chunk *c = &mf->chunks[k];
+		uint64_t len = c->len;
+		size_t j = k + 1;
+
+		if (!c->mapped) {
+			k++;
+			continue;
+		}
+		while (j < mf->nchunks && mf->chunks[j].mapped && mf->chunks[j].region == c->region &&
+		       mf->chunks[j].off == c->off + len)
+			len += mf->chunks[j++].len;
+		if (madvise(chunk_addr(mf, c), len, MADV_POPULATE_WRITE) < 0 && !rc)
+			rc = -errno;
+		k = j;
+	}
+	return rc;
+}
+
+static long sysctl_long(const char *path, long dflt)
+{
+	FILE *f = fopen(path, "re");
+	long v;
+
+	if (!f)
+		return dflt;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = dflt;
+	fclose(f);
+	return v;
+}
+
+unsigned mf_lease_poll_ms = 500;
+
+/* The lease's watcher: until the stack goes, or the lease breaks. */
+static void *lease_main(void *arg)
+{
+	struct ns_memfile *mf = arg;
+	struct timespec dl;
+	int rc;
+
+	pthread_mutex_lock(&mf->mu);
+	while (!mf->stop) {
+		tw_deadline_after(&dl, mf_lease_poll_ms);
+		pthread_cond_timedwait(&mf->lease_cond, &mf->mu, &dl);
+		if (mf->stop)
+			break;
+		pthread_mutex_unlock(&mf->mu);
+		rc = fcntl(mf->fd, F_GETLEASE);
+		pthread_mutex_lock(&mf->mu);
+		if (rc == F_RDLCK)
+			continue;
+		/* Someone opens pages.img to write or truncates it, and waits. */
+		mf->map = false;
+		while (mf->map_inflight)
+			pthread_cond_wait(&mf->done_cond, &mf->mu);
+		pthread_mutex_unlock(&mf->mu);
+		rc = map_privatise(mf);
+		pthread_mutex_lock(&mf->mu);
+		/* What is not in yet is read now, from the file as it was. */
+		tw_deadline_after(&dl, (sysctl_long("/proc/sys/fs/lease-break-time", 45) - 1) * 1000);
+		while (mf->remaining && !mf->stop &&
+		       pthread_cond_timedwait(&mf->done_cond, &mf->mu, &dl) != ETIMEDOUT)
+			;
+		if (rc && !mf->error) {
+			mf->error = rc;
+			snprintf(mf->why, sizeof(mf->why),
+				 "pages.img is being changed and mapped pages could not be copied: %s",
+				 strerror(-rc));
+		}
+		break;
+	}
+	fcntl(mf->fd, F_SETLEASE, F_UNLCK);
+	mf->leased = false;
+	pthread_mutex_unlock(&mf->mu);
+	return NULL;
+}
+
+/* Whether @mf can be mapped; if so, take the lease and start its watcher.
+ * Return: 0; -EOPNOTSUPP (an image or mode that is not mapped: compressed,
+ * O_DIRECT, demand paging), or another -errno, with the reason in @buf. */
+static int map_setup(struct ns_memfile *mf, char *buf, size_t len)
+{
+	uint64_t need_s = 2 + mf->data_bytes / BREAK_COPY_BPS;
+	long maps = sysctl_long("/proc/sys/vm/max_map_count", 65530);
+	size_t runs = 0;
+	struct stat sb;
+	int rc;
+
+	if (mf->compression != NS_COMPRESSION_NONE || mf->direct || mf->uffd >= 0)
+		return ckpt_fail(buf, len, -EOPNOTSUPP, "%s",
+				 mf->uffd >= 0 ? "demand paging copies pages in" :
+				 mf->direct ? "O_DIRECT reads around the page cache" :
+				 "pages.img is compressed");
+	if (sysconf(_SC_PAGESIZE) != CKPT_PAGE)
+		return ckpt_fail(buf, len, -EOPNOTSUPP, "the page size is not 4 KiB");
+	if (madvise(mf->regions[0]->addr, 0, MADV_POPULATE_WRITE) < 0)
+		return ckpt_fail(buf, len, -errno, "no MADV_POPULATE_WRITE (Linux 5.14)");
+	for (size_t k = 0; k < mf->nchunks; k++)
+		runs += k == 0 || mf->chunks[k].region != mf->chunks[k - 1].region ||
+			mf->chunks[k].off != mf->chunks[k - 1].off + mf->chunks[k - 1].len;
+	if (2 * runs + 2 * mf->nregions + MAP_SLACK > (size_t)maps)
+		return ckpt_fail(buf, len, -ENOMEM, "%zu runs of pages, vm.max_map_count %ld",
+				 runs, maps);
+	if ((uint64_t)sysctl_long("/proc/sys/fs/lease-break-time", 45) < need_s)
+		return ckpt_fail(buf, len, -ETIME, "fs.lease-break-time under %llu s",
+				 (unsigned long long)need_s);
+	if (fcntl(mf->fd, F_SETLEASE, F_RDLCK) < 0)
+		return ckpt_fail(buf, len, -errno, "no read lease on pages.img: %s",
+				 strerror(errno));
+	rc = fcntl(mf->fd, F_SETOWN, 0) < 0 || fstat(mf->fd, &sb) < 0 ? -errno : 0;
+	if (!rc) {
+		mf->leased = true;
+		mf->map_size = (uint64_t)sb.st_size;
+		rc = -pthread_create(&mf->threads[mf->nthreads], NULL, lease_main, mf);
+	}
+	if (rc) {
+		fcntl(mf->fd, F_SETLEASE, F_UNLCK);
+		mf->leased = false;
+		return ckpt_fail(buf, len, rc, "cannot watch the lease: %s", strerror(-rc));
+	}
+	mf->nthreads++;
+	mf->map = true;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -534,10 +766,15 @@ static void pool_loop(struct ns_memfile *mf, enum pick_from from)
 			break;
 		}
 		if (pick(mf, from, &first, &n)) {
+			bool map = mf->map;
+
+			mf->map_inflight += map;
 			pthread_mutex_unlock(&mf->mu);
 			req_build(mf, &rq, first, n);
-			finish(mf, &rq, read_rest(mf->fd, &rq, 0));
+			finish(mf, &rq, map ? map_read(mf, &rq) : read_rest(mf->fd, &rq, 0));
 			pthread_mutex_lock(&mf->mu);
+			if (map && --mf->map_inflight == 0)
+				pthread_cond_broadcast(&mf->done_cond);	/* lease_main() */
 			continue;
 		}
 		if (mf->remaining == 0)
@@ -567,15 +804,17 @@ static void *urgent_main(void *arg)
 
 static int pool_start(struct ns_memfile *mf, unsigned nthreads, char *why, size_t whylen)
 {
+	unsigned started = 0;
 	int rc = 0;
 
 	for (unsigned i = 0; i < nthreads; i++) {
-		rc = -pthread_create(&mf->threads[i], NULL, pool_main, mf);
+		rc = -pthread_create(&mf->threads[mf->nthreads], NULL, pool_main, mf);
 		if (rc)
 			break;
 		mf->nthreads++;
+		started++;
 	}
-	if (!mf->nthreads)
+	if (!started)
 		return ckpt_fail(why, whylen, rc, "cannot start the page loader threads: %s",
 				 strerror(-rc));
 	mf->backend = "threads";
@@ -589,6 +828,7 @@ static int pool_start(struct ns_memfile *mf, unsigned nthreads, char *why, size_
 int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char *why,
 		    size_t whylen)
 {
+	char nomap[160];
 	unsigned nthreads;
 	int rc = 0;
 
@@ -607,19 +847,26 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 		pthread_mutex_unlock(&mf->mu);
 		return ckpt_fail(why, whylen, -ENOMEM, "out of memory for the page loader");
 	}
+	if (backend == NS_MEMFILE_MAP && (rc = map_setup(mf, nomap, sizeof(nomap)))) {
+		pthread_mutex_unlock(&mf->mu);
+		return ckpt_fail(why, whylen, rc, "cannot map pages.img: %s", nomap);
+	}
 	if (mf->read_max == 0)
-		mf->read_max = DEFAULT_READ;
+		mf->read_max = mf->map ? MAP_READ : DEFAULT_READ;
 	mf->read_max = align_up(mf->read_max < MAX_READ ? mf->read_max : MAX_READ);
 	/* As for io_uring: in the background, one thread leaves a CPU to serve. */
-	nthreads = mf->qd ? mf->qd : mf->background ? 1 : DEFAULT_THREADS;
-	if (nthreads > MAX_THREADS - 1)
-		nthreads = MAX_THREADS - 1;
+	nthreads = mf->qd ? mf->qd : mf->background ? 1 : mf->map ? MAP_THREADS : DEFAULT_THREADS;
+	if (nthreads > MAX_THREADS - 2)
+		nthreads = MAX_THREADS - 2;
 	if (mf->qd == 0)
 		mf->qd = DEFAULT_QD;
 	if (mf->qd > MAX_QD)
 		mf->qd = MAX_QD;
 	mf->loading = true;
-	if (backend != NS_MEMFILE_THREADS) {
+	if (mf->map) {
+		rc = pool_start(mf, nthreads, why, whylen);
+		mf->backend = "map";
+	} else if (backend != NS_MEMFILE_THREADS) {
 		rc = uring_start(mf, why, whylen);
 		if (rc && backend == NS_MEMFILE_AUTO) {
 			snprintf(mf->fallback, sizeof(mf->fallback), "%s", why ? why : "");
@@ -644,6 +891,7 @@ void mf_loader_stop(struct ns_memfile *mf)
 	mf->stop = true;
 	pthread_cond_broadcast(&mf->work_cond);
 	pthread_cond_broadcast(&mf->done_cond);
+	pthread_cond_broadcast(&mf->lease_cond);
 	wake(mf->wakefd);
 	pthread_mutex_unlock(&mf->mu);
 	for (unsigned i = 0; i < mf->nthreads; i++)
@@ -770,15 +1018,7 @@ int ns_memfile_wait(struct ns_stack *s, int timeout_ms)
 	mf = memfile_of(s);
 	if (!mf)
 		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	if (timeout_ms > 0) {
-		dl.tv_sec += timeout_ms / 1000;
-		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-		if (dl.tv_nsec >= 1000000000) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000;
-		}
-	}
+	tw_deadline_after(&dl, timeout_ms > 0 ? timeout_ms : 0);
 	pthread_mutex_lock(&mf->mu);
 	while (mf->remaining && !mf->stop && !rc) {
 		if (timeout_ms < 0)

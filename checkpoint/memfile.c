@@ -59,6 +59,7 @@ static void memfile_free(struct ns_memfile *mf)
 	pthread_mutex_destroy(&mf->mu);
 	pthread_cond_destroy(&mf->done_cond);
 	pthread_cond_destroy(&mf->work_cond);
+	pthread_cond_destroy(&mf->lease_cond);
 	free(mf);
 }
 
@@ -75,6 +76,7 @@ static struct ns_memfile *memfile_get(struct ns_stack *s)
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&mf->done_cond, &ca);
+		pthread_cond_init(&mf->lease_cond, &ca);
 		pthread_condattr_destroy(&ca);
 		pthread_cond_init(&mf->work_cond, NULL);
 		mf->fd = -1;
@@ -611,7 +613,7 @@ int mf_restore_prepare(const char *dir, const struct ns_state *st,
 			       (unsigned long long)r->ix.file_size);
 		goto fail;
 	}
-	if (opts->backend > NS_MEMFILE_THREADS) {
+	if (opts->backend > NS_MEMFILE_MAP) {
 		rc = ckpt_fail(why, whylen, -EINVAL, "unknown page loader backend %d",
 			       (int)opts->backend);
 		goto fail;

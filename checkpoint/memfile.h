@@ -68,6 +68,7 @@ struct mf_chunk {
 	uint64_t off, len;	/* in the region */
 	uint64_t foff, flen;	/* in pages.img */
 	uint8_t state;		/* enum mf_chunk_state, under the memfile's lock */
+	uint8_t mapped;		/* its pages are pages.img's, mapped (loader.c) */
 };
 
 struct mf_index_region {
@@ -166,6 +167,14 @@ struct ns_memfile {
 	bool uffd_running;
 	pthread_t threads[64];
 	unsigned nthreads;
+	/* The map backend (loader.c, "Mapping"): chunks mapped from pages.img
+	 * privately, under a read lease that lease_main() watches. */
+	bool map;		/* new reads map (false once the lease breaks) */
+	bool leased;
+	unsigned map_inflight;	/* reads mapping right now */
+	uint64_t map_size;	/* pages.img's size under the lease */
+	uint64_t ra_next;	/* readahead asked for up to here */
+	pthread_cond_t lease_cond;	/* the watcher's sleep; stop wakes it */
 };
 
 /* loader.c */
@@ -247,6 +256,10 @@ void mf_restore_free(struct mf_restore *r);
 /* Test seam: the chunk size checkpoints write (CKPT_CHUNK_SIZE; a page
  * multiple up to CKPT_CHUNK_MAX), so images of other sizes can be made. */
 extern uint32_t mf_save_chunk_size;
+
+/* Test seam: how often the map backend looks whether its lease on
+ * pages.img is being broken (ms; 500). */
+extern unsigned mf_lease_poll_ms;
 
 /* Test seam: how the io_uring backend sets up its ring (entries, ring). */
 struct io_uring;

@@ -313,8 +313,29 @@ enum ns_memfile_backend {
 	NS_MEMFILE_AUTO = 0,	/* io_uring, else the thread pool */
 	NS_MEMFILE_IO_URING,	/* io_uring or fail (-ENOSYS, -EPERM, ...) */
 	NS_MEMFILE_THREADS,	/* a pool of threads doing preadv() */
+	NS_MEMFILE_MAP,		/* map or fail (-EINVAL, -EAGAIN, ...), below */
 };
 
+/*
+ * Mapping (NS_MEMFILE_MAP, asked for, never chosen by AUTO): an uncompressed
+ * pages.img read through the page cache (not direct, no demand_paging) is
+ * not copied. Each run of pages is mapped privately from pages.img into
+ * its region and its CRC32C checked there, so a page stays the page
+ * cache's until written (copy on write): loading costs about what reading
+ * the file once does, and the restores of one image share the pages
+ * nobody writes. The stack holds a read lease on pages.img meanwhile:
+ * whoever opens it for writing waits until the stack has copied every
+ * mapped page and loaded the rest, so a write to the file never shows
+ * through. What it cannot guard against is truncation: the kernel takes
+ * even the copied pages of a truncated range away, and touching them is
+ * SIGBUS. So while a stack maps pages.img, the image must stay as it is
+ * (replace an image by renaming, as ns_stack_checkpoint() does, never by
+ * cp over it), and readable: pages the kernel drops under memory pressure
+ * are read again from it. Needs a lease (the file's owner or CAP_LEASE,
+ * fs.leases-enable, a local file system), fs.lease-break-time long
+ * enough for that copy, and room in vm.max_map_count for two mappings per
+ * run of pages; otherwise the restore fails with the reason.
+ */
 struct ns_restore_opts {
 	const struct ns_stack_config *config;	/* NULL: defaults */
 	/* NICs not listed here are re-attached by kind: a TAP by its device
@@ -466,7 +487,7 @@ struct ns_memfile_progress {
 	bool done;		/* nothing left to load (also: never restored) */
 	int error;		/* 0, or the first failure (-EIO, ...) */
 	char why[160];		/* the first failure, one line */
-	const char *backend;	/* "io_uring", "threads", or "none" */
+	const char *backend;	/* "map", "io_uring", "threads", or "none" */
 	bool demand_paging;	/* userfaultfd serves faults on pages not in yet */
 	char fallback[96];	/* why io_uring was not used, if it was not */
 };

@@ -71,7 +71,13 @@ static void make_image_path(void)
  */
 static enum ns_memfile_backend backend(enum ns_memfile_backend be)
 {
-	return RUNNING_ON_VALGRIND ? NS_MEMFILE_THREADS : be;
+	return RUNNING_ON_VALGRIND && be != NS_MEMFILE_MAP ? NS_MEMFILE_THREADS : be;
+}
+
+static const char *backend_name(enum ns_memfile_backend be)
+{
+	be = backend(be);
+	return be == NS_MEMFILE_THREADS ? "threads" : be == NS_MEMFILE_MAP ? "map" : "io_uring";
 }
 
 static int restore(const struct ns_restore_opts *ro, struct ns_stack **sp, char *why, size_t len)
@@ -247,7 +253,7 @@ static void round_trip(enum ns_compression c, bool direct, enum ns_memfile_backe
 	for (size_t i = 0; i < NODD; i++)
 		data += odd[i].size;
 	cr_assert_lt(p.data_bytes, data, "zero pages are skipped");
-	cr_assert_str_eq(p.backend, backend(be) == NS_MEMFILE_THREADS ? "threads" : "io_uring");
+	cr_assert_str_eq(p.backend, backend_name(be));
 	ns_stack_free(s);
 	remove_image();
 }
@@ -258,6 +264,8 @@ Test(memfile, round_trip_zstd_uring) { round_trip(NS_COMPRESSION_ZSTD, false, NS
 Test(memfile, round_trip_zstd_threads_background) { round_trip(NS_COMPRESSION_ZSTD, false, NS_MEMFILE_THREADS, true); }
 Test(memfile, round_trip_direct_uring_background) { round_trip(NS_COMPRESSION_NONE, true, NS_MEMFILE_IO_URING, true); }
 Test(memfile, round_trip_direct_zstd_threads) { round_trip(NS_COMPRESSION_ZSTD, true, NS_MEMFILE_THREADS, false); }
+Test(memfile, round_trip_plain_map) { round_trip(NS_COMPRESSION_NONE, false, NS_MEMFILE_MAP, false); }
+Test(memfile, round_trip_plain_map_background) { round_trip(NS_COMPRESSION_NONE, false, NS_MEMFILE_MAP, true); }
 
 /* Images written with other chunk sizes (older ones had 64 KiB; one chunk
  * may exceed the loader's 256 KiB reads) load too: pages.meta says which.
@@ -282,6 +290,11 @@ Test(memfile, round_trip_64k_chunks_zstd_threads_background)
 Test(memfile, round_trip_1m_chunks_plain_uring_background)
 {
 	round_trip_chunks(1u << 20, NS_COMPRESSION_NONE, NS_MEMFILE_IO_URING, true);
+}
+
+Test(memfile, round_trip_4k_chunks_plain_map_background)
+{
+	round_trip_chunks(4096, NS_COMPRESSION_NONE, NS_MEMFILE_MAP, true);
 }
 
 Test(memfile, round_trip_1m_chunks_zstd_uring)
@@ -636,15 +649,21 @@ static void flip_byte(const char *name, off_t off)
 	close(fd);
 }
 
-static void restore_refused(int err, const char *needle, bool background)
+static void restore_refused_by(int err, const char *needle, bool background,
+			       enum ns_memfile_backend be)
 {
-	struct ns_restore_opts ro = { .background = background };
+	struct ns_restore_opts ro = { .background = background, .backend = be };
 	struct ns_stack *s = NULL;
 	char why[256] = "";
 
 	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), err, "why: %s", why);
 	cr_assert(strstr(why, needle), "why: %s", why);
 	cr_assert_null(s);
+}
+
+static void restore_refused(int err, const char *needle, bool background)
+{
+	restore_refused_by(err, needle, background, NS_MEMFILE_AUTO);
 }
 
 Test(memfile, pages_img_missing_refused)
@@ -677,6 +696,15 @@ Test(memfile, pages_img_corrupted_foreground_refused)
 	remove_image();
 }
 
+Test(memfile, pages_img_corrupted_foreground_map_refused)
+{
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	flip_byte("pages.img", 5u << 20);
+	restore_refused_by(-EIO, "CRC32C mismatch", false, NS_MEMFILE_MAP);
+	remove_image();
+}
+
 Test(memfile, pages_img_corrupted_zstd_refused)
 {
 	char needle[64];
@@ -690,9 +718,9 @@ Test(memfile, pages_img_corrupted_zstd_refused)
 }
 
 /* Background: only the damaged ranges fail, and they read as zeros. */
-static void background_damage(bool truncated)
+static void background_damage(bool truncated, enum ns_memfile_backend be)
 {
-	struct ns_restore_opts ro = { .background = true };
+	struct ns_restore_opts ro = { .background = true, .backend = be };
 	struct ns_memfile_progress p;
 	struct ns_stack *s = NULL;
 	struct ns_region *a, *b;
@@ -781,8 +809,12 @@ static void io_error(enum ns_memfile_backend be)
 Test(memfile, io_error_uring) { io_error(NS_MEMFILE_IO_URING); }
 Test(memfile, io_error_threads) { io_error(NS_MEMFILE_THREADS); }
 
-Test(memfile, background_truncated_eio_for_the_end) { background_damage(true); }
-Test(memfile, background_corrupted_eio_for_the_chunk) { background_damage(false); }
+Test(memfile, background_truncated_eio_for_the_end) { background_damage(true, NS_MEMFILE_AUTO); }
+Test(memfile, background_corrupted_eio_for_the_chunk) { background_damage(false, NS_MEMFILE_AUTO); }
+/* Mapped: the cut end is never mapped (SIGBUS), a bad chunk's mapping
+ * gives way to zeros (not the file's bytes again). */
+Test(memfile, background_truncated_eio_for_the_end_map) { background_damage(true, NS_MEMFILE_MAP); }
+Test(memfile, background_corrupted_eio_for_the_chunk_map) { background_damage(false, NS_MEMFILE_MAP); }
 
 Test(memfile, pages_meta_missing_or_damaged_refused)
 {
@@ -814,6 +846,157 @@ Test(memfile, pages_from_another_checkpoint_refused)
 	cr_assert_eq(system(cmd), 0);
 	restore_refused(-EPROTO, "belongs to another checkpoint", false);
 	remove_image();
+}
+
+/* ------------------------------------------------------------------ */
+/* Mapping                                                             */
+/* ------------------------------------------------------------------ */
+
+static void pages_img_path(char *out, size_t cap)
+{
+	file_path(out, cap, "pages.img");
+}
+
+/* How many of this process's mappings are of pages.img. */
+static int pages_img_mappings(void)
+{
+	char line[1024], want[420];
+	FILE *f = fopen("/proc/self/maps", "re");
+	int n = 0;
+
+	cr_assert(f);
+	pages_img_path(want, sizeof(want));
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, want) != NULL;
+	fclose(f);
+	return n;
+}
+
+static uint8_t *file_bytes(const char *path, size_t *lenp)
+{
+	struct stat st;
+	uint8_t *buf;
+	int fd = open(path, O_RDONLY);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	cr_assert_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	*lenp = (size_t)st.st_size;
+	return buf;
+}
+
+/* Mapped, the regions are pages.img's pages until written, and a write
+ * stays in the region; freeing the stack unmaps them. */
+Test(memfile, map_shares_pages_img_until_written)
+{
+	struct ns_restore_opts ro = { .backend = NS_MEMFILE_MAP };
+	struct ns_stack *s = NULL;
+	struct ns_region *r;
+	char why[256] = "", path[400];
+	uint8_t *before, *after;
+	size_t n0, n1;
+
+	make_image_path();
+	save(odd, NODD, &(struct ns_checkpoint_opts){ 0 });
+	pages_img_path(path, sizeof(path));
+	before = file_bytes(path, &n0);
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
+	check_regions(s, odd, NODD);
+	cr_assert_gt(pages_img_mappings(), 0);
+	for (size_t i = 0; i < NODD; i++) {
+		cr_assert_eq(ns_memfile_region_find(s, odd[i].name, &r), 0);
+		memset(ns_region_addr(r), 0x5a, ns_region_size(r));
+	}
+	after = file_bytes(path, &n1);
+	cr_assert(n0 == n1 && memcmp(before, after, n0) == 0, "a write reached pages.img");
+	ns_stack_free(s);
+	cr_assert_eq(pages_img_mappings(), 0);
+	free(before);
+	free(after);
+	remove_image();
+}
+
+/* A writer holding pages.img open denies the lease: no mapping. */
+Test(memfile, map_refused_without_a_lease)
+{
+	char path[400];
+	int w;
+
+	make_image_path();
+	save(odd, NODD, &(struct ns_checkpoint_opts){ 0 });
+	pages_img_path(path, sizeof(path));
+	w = open(path, O_RDWR);
+	cr_assert_geq(w, 0);
+	restore_refused_by(-EAGAIN, "cannot map pages.img: no read lease", false, NS_MEMFILE_MAP);
+	close(w);
+	remove_image();
+}
+
+Test(memfile, map_refused_for_a_compressed_image)
+{
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ .compression = NS_COMPRESSION_ZSTD });
+	restore_refused_by(-EOPNOTSUPP, "compressed", false, NS_MEMFILE_MAP);
+	remove_image();
+}
+
+/* Whoever opens pages.img to write it waits until the stack has copied
+ * every mapped page and read what it still lacked: no write shows through,
+ * and the writer goes on well before the kernel's fs.lease-break-time
+ * would let it. */
+static void lease_break(bool background)
+{
+	const size_t size = big_size(256u << 20);
+	const struct region_spec big[] = { { "big", size, ALL_DATA } };
+	const struct region_spec *rs = background ? big : odd;
+	const size_t n = background ? 1 : NODD;
+	/* In the background: small reads, so the break comes while loading. */
+	struct ns_restore_opts ro = { .backend = NS_MEMFILE_MAP, .background = background,
+				      .queue_depth = 1, .read_kib = background ? 4 : 0 };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	char why[256] = "", path[400];
+	struct timespec t0, t1;
+	int status = 0;
+	pid_t pid;
+
+	make_image_path();
+	save(rs, n, &(struct ns_checkpoint_opts){ 0 });
+	pages_img_path(path, sizeof(path));
+	mf_lease_poll_ms = 1;
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		static uint8_t junk[1u << 16];
+		int fd = open(path, O_WRONLY);
+
+		memset(junk, 0xa5, sizeof(junk));
+		for (off_t off = 0; fd >= 0 && off < (off_t)(size + (8u << 20)); off += sizeof(junk))
+			if (pwrite(fd, junk, sizeof(junk), off) != (ssize_t)sizeof(junk))
+				_exit(2);
+		_exit(fd < 0 ? 1 : 0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer: status %d", status);
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 30, "the writer waited for the kernel's timeout");
+	check_regions(s, rs, n);
+	cr_assert_eq(ns_memfile_wait(s, 10000), 0);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert_eq(p.error, 0, "%s", p.why);
+	cr_assert_eq(p.loaded_bytes, p.data_bytes);
+	ns_stack_free(s);
+	remove_image();
+}
+
+Test(memfile, lease_break_copies_the_mapped_pages_first) { lease_break(false); }
+Test(memfile, lease_break_while_loading_reads_the_rest_first, .timeout = 120)
+{
+	lease_break(true);
 }
 
 /* ------------------------------------------------------------------ */
