@@ -266,7 +266,7 @@ static void usage_restore(FILE *f)
 {
 	fprintf(f,
 		"Usage: %s [global flags] restore --image-path DIR [--detach] [--background]\n"
-		"           [--direct] [--fd N] ID\n"
+		"           [--direct] [--loader auto|io_uring|threads|map] [--fd N] ID\n"
 		"\n"
 		"Run a stack again, in this new process, from the image directory DIR that\n"
 		"'netstack checkpoint' wrote: the library validates the whole image, builds\n"
@@ -299,6 +299,14 @@ static void usage_restore(FILE *f)
 		"                    before the daemon serves, and a missing, short or\n"
 		"                    damaged pages.img fails the restore.\n"
 		"  --direct          read pages.img with O_DIRECT (bypass the page cache)\n"
+		"  --loader WHICH    how pages.img loads: auto (default: io_uring, else the\n"
+		"                    thread pool), io_uring, threads, or map: no copy, the\n"
+		"                    memory is pages.img's page cache until written (plain\n"
+		"                    images, not --direct). While mapped, a write to\n"
+		"                    pages.img waits until the daemon copied its memory, but\n"
+		"                    truncating it (or cp over it) is SIGBUS for the daemon:\n"
+		"                    leave the image as it is. Refused with the reason where\n"
+		"                    it cannot map (no file lease, compressed, ...)\n"
 		"  -h, --help        print this help and exit\n",
 		PROG, RUN_CONFIG_FILE, RUN_CONFIG_FILE);
 }
@@ -343,7 +351,7 @@ static void usage_state(FILE *f)
 		"stack's), usage (sockets, memory and queued bytes against the stack's\n"
 		"limits, and how often each refused) and memory (null without 'run --memory'; else regions, bytes,\n"
 		"data_bytes (in non-zero pages), loaded, failed, done, loading, rate_mib_s,\n"
-		"elapsed_ms, backend (\"io_uring\", \"threads\" or \"none\"), fallback (why\n"
+		"elapsed_ms, backend (\"io_uring\", \"threads\", \"map\" or \"none\"), fallback (why\n"
 		"not io_uring, or null), error (or null) and digest (\"crc64:...\" of the\n"
 		"region once every page is in, else null)). A daemon that is still starting gets the short form.\n"
 		"\n"
@@ -1194,6 +1202,7 @@ enum restore_flag {
 	RESTORE_FD,
 	RESTORE_BACKGROUND,
 	RESTORE_DIRECT,
+	RESTORE_LOADER,
 };
 
 static const struct option restore_options[] = {
@@ -1202,6 +1211,7 @@ static const struct option restore_options[] = {
 	{ "fd", required_argument, NULL, RESTORE_FD },
 	{ "background", no_argument, NULL, RESTORE_BACKGROUND },
 	{ "direct", no_argument, NULL, RESTORE_DIRECT },
+	{ "loader", required_argument, NULL, RESTORE_LOADER },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -1209,7 +1219,15 @@ static const struct option restore_options[] = {
 struct restore_args {
 	const char *image;
 	bool detach, background, direct;
+	enum ns_memfile_backend loader;
 	int fd;
+};
+
+static const char *const loader_names[] = {
+	[NS_MEMFILE_AUTO] = "auto",
+	[NS_MEMFILE_IO_URING] = "io_uring",
+	[NS_MEMFILE_THREADS] = "threads",
+	[NS_MEMFILE_MAP] = "map",
 };
 
 static int restore_flag(void *ctx, int c, const char *arg)
@@ -1232,6 +1250,14 @@ static int restore_flag(void *ctx, int c, const char *arg)
 	case RESTORE_DIRECT:
 		a->direct = true;
 		return 0;
+	case RESTORE_LOADER:
+		for (size_t i = 0; i < sizeof(loader_names) / sizeof(loader_names[0]); i++)
+			if (strcmp(arg, loader_names[i]) == 0) {
+				a->loader = (enum ns_memfile_backend)i;
+				return 0;
+			}
+		return fail(EXIT_USAGE, "restore",
+			    "--loader: '%s' is not auto, io_uring, threads or map", arg);
 	case RESTORE_FD:
 		if (a->fd >= 0)
 			return fail(EXIT_USAGE, "restore", "--fd: given twice");
@@ -1354,6 +1380,7 @@ static int restore_main(const struct global_opts *g, int argc, char **argv)
 	}
 	ro.background = a.background;
 	ro.direct = a.direct;
+	ro.backend = a.loader;
 	why[0] = '\0';
 	ret = ns_stack_restore(dir, &ro, &s, why, sizeof(why));
 	if (ret < 0) {

@@ -166,6 +166,21 @@ def body(ns, cli, tmp):
     cli.ok("kill", IDENTS[1])
     cli.ok("wait", "--timeout", "10", IDENTS[1], timeout=15)
 
+    # ---- 3b: --loader map: the plain image mapped, not copied; not the zstd one
+    r = cli.run("restore", "--detach", "--loader", "map", "--image-path", img("z"),
+                IDENTS[1], timeout=60)
+    line = one_line(r, "--loader map of a compressed image")
+    check(r.returncode == 1 and "compressed" in line, f"exit {r.returncode}: {line}")
+    cli.ok("restore", "--detach", "--loader", "map", "--image-path", img("a"), IDENTS[1],
+           timeout=60)
+    m4 = memory(cli, IDENTS[1])
+    check(m4["done"] and m4["backend"] == "map" and m4["digest"] == digest,
+          f"--loader map: {m4}")
+    curl_ok(ns, IDENTS[1])
+    log(f"--loader map: loaded {m4['loaded'] >> 20} MiB in {m4['elapsed_ms']:.1f} ms")
+    cli.ok("kill", IDENTS[1])
+    cli.ok("wait", "--timeout", "10", IDENTS[1], timeout=15)
+
     # ---- 4: damaged pages
     flip(os.path.join(img("bad"), "pages.img"), size // 2)
     r = cli.run("restore", "--detach", "--image-path", img("bad"), IDENTS[2], timeout=60)
