@@ -104,6 +104,7 @@ int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 	struct mf_restore *pages = NULL;
 	char reason[WHY_MAX] = "";
 	struct ns_stack *s;
+	bool serve_first;
 	int rc;
 
 	if (!dir || !stackp)
@@ -135,6 +136,16 @@ int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 		ns_stack_free(s);
 		goto out;
 	}
+	/* A background restore that starts the stack starts it before the
+	 * page loader: creating the loader's threads and its first reads
+	 * then cannot hold up the dispatcher's start (4 GiB: restore median
+	 * 3.2 -> 1.6 ms, README "The memory file"). */
+	serve_first = pages && opts->background && opts->start;
+	if (serve_first && (rc = ns_stack_start(s))) {
+		say(why, whylen, "cannot start the stack: %s", strerror(-rc));
+		ns_stack_free(s);
+		goto out;
+	}
 	if (pages) {
 		rc = mf_restore_attach(s, pages, reason, sizeof(reason));
 		pages = NULL;
@@ -155,7 +166,7 @@ int ns_stack_restore(const char *dir, const struct ns_restore_opts *opts,
 	s->restored = true;
 	ns_checkpoint_done(s, 0);	/* a restore counts as an attempt */
 	ns_unlock(s);
-	if (opts->start && (rc = ns_stack_start(s))) {
+	if (opts->start && !serve_first && (rc = ns_stack_start(s))) {
 		say(why, whylen, "cannot start the stack: %s", strerror(-rc));
 		ns_stack_free(s);
 		goto out;
