@@ -351,7 +351,9 @@ struct ns_restore_opts {
 	bool direct;		/* read pages.img with O_DIRECT */
 	enum ns_memfile_backend backend;
 	unsigned read_kib;	/* largest read, KiB; 0: 256 */
-	unsigned queue_depth;	/* reads in flight (pool threads); 0: 64 (4, 1 in the background) */
+	/* Reads in flight (io_uring) or threads (pool). 0: 64, 8 in the
+	 * background (pool: 4 threads, 1 in the background). */
+	unsigned queue_depth;
 	unsigned loaders;	/* io_uring loader threads; 0: 2 (1 in the background) */
 	/* With background: register the regions with userfaultfd, so that a
 	 * thread touching a page not loaded yet waits while its chunk jumps

@@ -187,7 +187,10 @@ static int restore_child(const char *dir, const struct mode *m, struct result *r
 					/* Mapping is no read: its own default (4 MiB runs). */
 					.read_kib = m->backend == NS_MEMFILE_MAP ? 0 : READ_KIB,
 					.loaders = m->loaders, .demand_paging = m->demand,
-					.queue_depth = m->backend == NS_MEMFILE_THREADS ? 0 : QUEUE_DEPTH };
+					/* fio's depth in the foreground; the library's
+					 * own in the background, where rate is not the aim. */
+					.queue_depth = m->backend == NS_MEMFILE_THREADS || m->background
+						       ? 0 : QUEUE_DEPTH };
 	struct ns_memfile_progress p;
 	struct ns_stack *s;
 	pthread_t th;
