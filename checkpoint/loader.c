@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -391,11 +392,13 @@ static void abandon(struct ns_memfile *mf, const char *reason)
  * mf_lease_poll_ms (no signal: a library cannot own one; the kernel's
  * SIGIO is turned off with F_SETOWN 0), and on a break copies every mapped
  * page (MADV_POPULATE_WRITE breaks copy-on-write without writing), has
- * what is left loaded by reading, then releases the lease. Truncation
+ * what is left loaded by reading, then releases the lease; what it could
+ * not copy before the kernel's fs.lease-break-time fails. Truncation
  * breaks the lease too, but the kernel then takes even copied pages of the
  * cut range away (truncate_pagecache() unmaps private copies, as POSIX
- * has it), so mapping is asked for, never chosen for the embedder
- * (netstack.h, "Mapping").
+ * has it): the range shows the file's new bytes, or SIGBUS past its end.
+ * So mapping is asked for, never chosen for the embedder (netstack.h,
+ * "Mapping").
  */
 #define MAP_READ	(4u << 20)	/* bytes per read unless read_kib says */
 #define MAP_THREADS	2u		/* the pool in the foreground */
@@ -421,7 +424,7 @@ static void map_readahead(struct ns_memfile *mf, uint64_t foff, uint64_t len)
 
 /* The map backend's read: map each run of @rq's chunks that is one range
  * of its region as well, and fault it in. Return: the bytes in place from
- * rq->foff on (short at the file's end or at a failure), or -errno. */
+ * rq->foff on, short at the file's end or where mapping failed. */
 static ssize_t map_read(struct ns_memfile *mf, struct read_req *rq)
 {
 	size_t done = 0;
@@ -442,40 +445,60 @@ static ssize_t map_read(struct ns_memfile *mf, struct read_req *rq)
 		 * range, and a failed chunk's map_unmap() maps it again. */
 		for (size_t i = k; i < j; i++)
 			mf->chunks[rq->first + i].mapped = 1;
+		/* Short on failure: finish() reads the rest into the region. */
 		if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
-			 mf->fd, (off_t)c->foff) == MAP_FAILED)
-			return done ? (ssize_t)done : -errno;
-		if (madvise(at, len, MADV_POPULATE_READ) < 0)
-			return done ? (ssize_t)done : -errno;
+			 mf->fd, (off_t)c->foff) == MAP_FAILED ||
+		    madvise(at, len, MADV_POPULATE_READ) < 0)
+			break;
 		done += len;
 		k = j;
 	}
 	return (ssize_t)done;
 }
 
-/* Copy every mapped page, so that pages.img may change. No read maps
- * meanwhile (map_inflight 0, map false). Return: 0 or -errno. */
-static int map_privatise(struct ns_memfile *mf)
+/* A chunk that was in and is lost after all (mf->mu held). */
+static void chunk_lost(struct ns_memfile *mf, struct mf_chunk *c, const char *reason)
 {
-	int rc = 0;
-
-	for (size_t k = 0; k < mf->nchunks;) {
-		const struct mf_chunk *c = &mf->chunks[k];
-		uint64_t len = c->len;
-		size_t j = k + 1;
-
-		if (!c->mapped) {
-			k++;
-			continue;
-		}
-		while (j < mf->nchunks && mf->chunks[j].mapped && mf->chunks[j].region == c->region &&
-		       mf->chunks[j].off == c->off + len)
-			len += mf->chunks[j++].len;
-		if (madvise(chunk_addr(mf, c), len, MADV_POPULATE_WRITE) < 0 && !rc)
-			rc = -errno;
-		k = j;
+	if (c->state == MF_DONE) {
+		mf->loaded_bytes -= c->len;
+		mf->failed_bytes += c->len;
+		c->state = MF_FAILED;
 	}
-	return rc;
+	if (!mf->error) {
+		mf->error = -EIO;
+		snprintf(mf->why, sizeof(mf->why), "pages.img: region '%s' bytes %llu..%llu: %s",
+			 mf->regions[c->region]->name, (unsigned long long)c->off,
+			 (unsigned long long)(c->off + c->len), reason);
+	}
+}
+
+/* Copy every mapped page (MADV_POPULATE_WRITE breaks copy-on-write
+ * without writing; pages the embedder wrote are its own already), so that
+ * pages.img may change. A chunk that could not be copied, or was copied
+ * after @safe_ns (the kernel may have let the writer go on by then), may
+ * show the writer's bytes: it fails (-EIO to its awaiters, and a later
+ * checkpoint is refused) rather than pass for loaded. Not zeroed: that
+ * would lose what the embedder wrote there. No read maps meanwhile
+ * (map_inflight 0, map false). */
+static void map_privatise(struct ns_memfile *mf, uint64_t safe_ns)
+{
+	for (size_t k = 0; k < mf->nchunks; k++) {
+		struct mf_chunk *c = &mf->chunks[k];
+		const char *lost = NULL;
+
+		if (!c->mapped)
+			continue;
+		if (madvise(chunk_addr(mf, c), c->len, MADV_POPULATE_WRITE) < 0)
+			lost = "pages.img was opened for writing and this could not be copied";
+		else if (tw_mono_ns() > safe_ns)
+			lost = "pages.img was opened for writing and this was copied too late";
+		if (!lost)
+			continue;
+		pthread_mutex_lock(&mf->mu);
+		chunk_lost(mf, c, lost);
+		pthread_cond_broadcast(&mf->done_cond);
+		pthread_mutex_unlock(&mf->mu);
+	}
 }
 
 static long sysctl_long(const char *path, long dflt)
@@ -492,12 +515,16 @@ static long sysctl_long(const char *path, long dflt)
 }
 
 unsigned mf_lease_poll_ms = 500;
+long mf_lease_break_s;
 
 /* The lease's watcher: until the stack goes, or the lease breaks. */
 static void *lease_main(void *arg)
 {
 	struct ns_memfile *mf = arg;
+	long break_s = mf_lease_break_s ? mf_lease_break_s
+					: sysctl_long("/proc/sys/fs/lease-break-time", 45), ms;
 	struct timespec dl;
+	uint64_t safe_ns;
 	int rc;
 
 	pthread_mutex_lock(&mf->mu);
@@ -511,76 +538,93 @@ static void *lease_main(void *arg)
 		pthread_mutex_lock(&mf->mu);
 		if (rc == F_RDLCK)
 			continue;
-		/* Someone opens pages.img to write or truncates it, and waits. */
+		/* Someone opens pages.img to write or truncates it, and waits
+		 * until we let go or the kernel's time is up: within that, copy
+		 * what is mapped and have the rest read from the file as it is. */
+		ms = break_s * 1000 - (long)mf_lease_poll_ms - 1000;	/* noticed late */
+		tw_deadline_after(&dl, ms > 0 ? ms : 0);
+		safe_ns = tw_mono_ns() + (uint64_t)(ms > 0 ? ms : 0) * 1000000u;
 		mf->map = false;
 		while (mf->map_inflight)
 			pthread_cond_wait(&mf->done_cond, &mf->mu);
 		pthread_mutex_unlock(&mf->mu);
-		rc = map_privatise(mf);
+		map_privatise(mf, safe_ns);
 		pthread_mutex_lock(&mf->mu);
-		/* What is not in yet is read now, from the file as it was. */
-		tw_deadline_after(&dl, (sysctl_long("/proc/sys/fs/lease-break-time", 45) - 1) * 1000);
 		while (mf->remaining && !mf->stop &&
-		       pthread_cond_timedwait(&mf->done_cond, &mf->mu, &dl) != ETIMEDOUT)
+		       pthread_cond_timedwait(&mf->done_cond, &mf->mu, &dl) == 0)
 			;
-		if (rc && !mf->error) {
-			mf->error = rc;
-			snprintf(mf->why, sizeof(mf->why),
-				 "pages.img is being changed and mapped pages could not be copied: %s",
-				 strerror(-rc));
-		}
 		break;
 	}
 	fcntl(mf->fd, F_SETLEASE, F_UNLCK);
-	mf->leased = false;
 	pthread_mutex_unlock(&mf->mu);
 	return NULL;
 }
 
-/* Whether @mf can be mapped; if so, take the lease and start its watcher.
- * Return: 0; -EOPNOTSUPP (an image or mode that is not mapped: compressed,
- * O_DIRECT, demand paging), or another -errno, with the reason in @buf. */
-static int map_setup(struct ns_memfile *mf, char *buf, size_t len)
+int mf_map_prepare(const struct mf_index *ix, int fd, bool direct, bool demand, char *why,
+		   size_t whylen)
 {
-	uint64_t need_s = 2 + mf->data_bytes / BREAK_COPY_BPS;
 	long maps = sysctl_long("/proc/sys/vm/max_map_count", 65530);
+	uint64_t data = 0, need_s;
 	size_t runs = 0;
+
+	if (ix->compression != NS_COMPRESSION_NONE || direct || demand)
+		return ckpt_fail(why, whylen, -EOPNOTSUPP, "cannot map pages.img: %s",
+				 demand ? "demand paging copies pages in" :
+				 direct ? "O_DIRECT reads around the page cache" :
+				 "pages.img is compressed");
+	if (sysconf(_SC_PAGESIZE) != CKPT_PAGE)
+		return ckpt_fail(why, whylen, -EOPNOTSUPP, "cannot map pages.img: pages are not 4 KiB");
+	/* Length 0: the advice checked, no memory touched. */
+	if (madvise((void *)(uintptr_t)CKPT_PAGE, 0, MADV_POPULATE_WRITE) < 0)
+		return ckpt_fail(why, whylen, -errno,
+				 "cannot map pages.img: no MADV_POPULATE_WRITE (Linux 5.14)");
+	for (size_t k = 0; k < ix->nchunks; k++) {
+		const struct mf_chunk *c = &ix->chunks[k], *p = c - 1;
+
+		data += c->len;
+		runs += k == 0 || c->region != p->region || c->off != p->off + p->len;
+	}
+	if (2 * runs + 2 * ix->nregions + MAP_SLACK > (size_t)maps)
+		return ckpt_fail(why, whylen, -ENOMEM,
+				 "cannot map pages.img: %zu runs of pages, vm.max_map_count %ld",
+				 runs, maps);
+	need_s = 2 + data / BREAK_COPY_BPS;
+	if ((uint64_t)sysctl_long("/proc/sys/fs/lease-break-time", 45) < need_s)
+		return ckpt_fail(why, whylen, -ETIME,
+				 "cannot map pages.img: fs.lease-break-time is under %llu s",
+				 (unsigned long long)need_s);
+	/* F_SETLEASE makes this process the owner that a break signals, SIGIO
+	 * by default, which would end it: SIGURG (ignored unless handled) until
+	 * F_SETOWN 0 leaves no owner to signal. */
+	if (fcntl(fd, F_SETSIG, SIGURG) < 0 || fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+		return ckpt_fail(why, whylen, -errno, "cannot map pages.img: no read lease: %s",
+				 strerror(errno));
+	if (fcntl(fd, F_SETOWN, 0) < 0) {
+		int rc = -errno;
+
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		return ckpt_fail(why, whylen, rc, "cannot map pages.img: F_SETOWN: %s",
+				 strerror(-rc));
+	}
+	return 0;
+}
+
+/* Map from now on, pages.img leased (mf_map_prepare()), and start the
+ * lease's watcher. mf->mu held. Return: 0 or -errno with @why. */
+static int map_start(struct ns_memfile *mf, char *why, size_t whylen)
+{
 	struct stat sb;
 	int rc;
 
-	if (mf->compression != NS_COMPRESSION_NONE || mf->direct || mf->uffd >= 0)
-		return ckpt_fail(buf, len, -EOPNOTSUPP, "%s",
-				 mf->uffd >= 0 ? "demand paging copies pages in" :
-				 mf->direct ? "O_DIRECT reads around the page cache" :
-				 "pages.img is compressed");
-	if (sysconf(_SC_PAGESIZE) != CKPT_PAGE)
-		return ckpt_fail(buf, len, -EOPNOTSUPP, "the page size is not 4 KiB");
-	if (madvise(mf->regions[0]->addr, 0, MADV_POPULATE_WRITE) < 0)
-		return ckpt_fail(buf, len, -errno, "no MADV_POPULATE_WRITE (Linux 5.14)");
-	for (size_t k = 0; k < mf->nchunks; k++)
-		runs += k == 0 || mf->chunks[k].region != mf->chunks[k - 1].region ||
-			mf->chunks[k].off != mf->chunks[k - 1].off + mf->chunks[k - 1].len;
-	if (2 * runs + 2 * mf->nregions + MAP_SLACK > (size_t)maps)
-		return ckpt_fail(buf, len, -ENOMEM, "%zu runs of pages, vm.max_map_count %ld",
-				 runs, maps);
-	if ((uint64_t)sysctl_long("/proc/sys/fs/lease-break-time", 45) < need_s)
-		return ckpt_fail(buf, len, -ETIME, "fs.lease-break-time under %llu s",
-				 (unsigned long long)need_s);
-	if (fcntl(mf->fd, F_SETLEASE, F_RDLCK) < 0)
-		return ckpt_fail(buf, len, -errno, "no read lease on pages.img: %s",
-				 strerror(errno));
-	rc = fcntl(mf->fd, F_SETOWN, 0) < 0 || fstat(mf->fd, &sb) < 0 ? -errno : 0;
-	if (!rc) {
-		mf->leased = true;
-		mf->map_size = (uint64_t)sb.st_size;
+	rc = fstat(mf->fd, &sb) < 0 ? -errno : 0;
+	if (!rc)
 		rc = -pthread_create(&mf->threads[mf->nthreads], NULL, lease_main, mf);
-	}
 	if (rc) {
 		fcntl(mf->fd, F_SETLEASE, F_UNLCK);
-		mf->leased = false;
-		return ckpt_fail(buf, len, rc, "cannot watch the lease: %s", strerror(-rc));
+		return ckpt_fail(why, whylen, rc, "cannot map pages.img: %s", strerror(-rc));
 	}
 	mf->nthreads++;
+	mf->map_size = (uint64_t)sb.st_size;
 	mf->map = true;
 	return 0;
 }
@@ -712,6 +756,17 @@ static int uring_one(struct ns_memfile *mf, unsigned nslots, char *why, size_t w
 	return 0;
 }
 
+int mf_uring_probe(char *why, size_t whylen)
+{
+	struct io_uring ring;
+	int rc = mf_uring_setup(2, &ring);
+
+	if (rc < 0)
+		return ckpt_fail(why, whylen, rc, "io_uring_queue_init: %s", strerror(-rc));
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
 /*
  * Two loader threads by default, one in the background. From the page
  * cache a read is a copy into fresh memory, a page fault per 4 KiB, done
@@ -835,7 +890,6 @@ static int pool_start(struct ns_memfile *mf, unsigned nthreads, char *why, size_
 int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char *why,
 		    size_t whylen)
 {
-	char nomap[160];
 	unsigned nthreads;
 	int rc = 0;
 
@@ -854,9 +908,9 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 		pthread_mutex_unlock(&mf->mu);
 		return ckpt_fail(why, whylen, -ENOMEM, "out of memory for the page loader");
 	}
-	if (backend == NS_MEMFILE_MAP && (rc = map_setup(mf, nomap, sizeof(nomap)))) {
+	if (backend == NS_MEMFILE_MAP && (rc = map_start(mf, why, whylen))) {
 		pthread_mutex_unlock(&mf->mu);
-		return ckpt_fail(why, whylen, rc, "cannot map pages.img: %s", nomap);
+		return rc;
 	}
 	if (mf->read_max == 0)
 		mf->read_max = mf->map ? MAP_READ : DEFAULT_READ;
@@ -872,7 +926,8 @@ int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char
 	mf->loading = true;
 	if (mf->map) {
 		rc = pool_start(mf, nthreads, why, whylen);
-		mf->backend = "map";
+		if (!rc)
+			mf->backend = "map";
 	} else if (backend != NS_MEMFILE_THREADS) {
 		rc = uring_start(mf, why, whylen);
 		if (rc && backend == NS_MEMFILE_AUTO) {

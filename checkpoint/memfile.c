@@ -518,7 +518,7 @@ int mf_save_prepare(struct ns_stack *s, const struct ns_checkpoint_opts *opts,
 
 struct mf_restore {
 	struct mf_index ix;
-	int fd;
+	int fd, uffd;
 	bool background, direct, demand;
 	enum ns_memfile_backend backend;
 	unsigned qd, loaders;
@@ -532,6 +532,8 @@ void mf_restore_free(struct mf_restore *r)
 	mf_index_release(&r->ix);
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->uffd >= 0)
+		close(r->uffd);
 	free(r);
 }
 
@@ -585,7 +587,7 @@ int mf_restore_prepare(const char *dir, const struct ns_state *st,
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return ckpt_fail(why, whylen, -ENOMEM, "out of memory");
-	r->fd = -1;
+	r->fd = r->uffd = -1;
 	rc = ckpt_file_load(dir, CKPT_PAGES_META, CKPT_PAGES_META_MAX, &buf, &len, why, whylen);
 	if (rc)
 		goto fail;
@@ -622,6 +624,20 @@ int mf_restore_prepare(const char *dir, const struct ns_state *st,
 		rc = ckpt_fail(why, whylen, -EINVAL, "demand paging is for background restores");
 		goto fail;
 	}
+	/* What the loader was asked for is had now, before anything is made:
+	 * a background restore starts serving before its loader starts. */
+	if (opts->backend == NS_MEMFILE_MAP &&
+	    (rc = mf_map_prepare(&r->ix, r->fd, opts->direct, opts->demand_paging, why, whylen)))
+		goto fail;
+	if (opts->backend == NS_MEMFILE_IO_URING && (rc = mf_uring_probe(why, whylen)))
+		goto fail;
+	if (opts->demand_paging && r->ix.nchunks) {
+		r->uffd = mf_uffd_open(why, whylen);
+		if (r->uffd < 0) {
+			rc = r->uffd;
+			goto fail;
+		}
+	}
 	r->background = opts->background;
 	r->direct = opts->direct;
 	r->demand = opts->demand_paging;
@@ -640,7 +656,6 @@ int mf_restore_attach(struct ns_stack *s, struct mf_restore *r, char *why, size_
 {
 	struct ns_memfile *mf = memfile_get(s);
 	enum ns_memfile_backend backend = r->backend;
-	bool demand = r->demand;
 	int rc = 0;
 
 	if (!mf) {
@@ -672,6 +687,8 @@ int mf_restore_attach(struct ns_stack *s, struct mf_restore *r, char *why, size_
 		mf->background = r->background;
 		mf->fd = r->fd;
 		r->fd = -1;
+		mf->uffd = r->uffd;
+		r->uffd = -1;
 		mf->qd = r->qd;
 		mf->loaders = r->loaders;
 		mf->chunk_size = r->ix.chunk_size;
@@ -682,7 +699,7 @@ int mf_restore_attach(struct ns_stack *s, struct mf_restore *r, char *why, size_
 	if (rc)
 		return rc;
 	/* Before the loader: it reads into bounce buffers with it. */
-	if (demand && mf->nchunks && (rc = mf_uffd_start(mf, why, whylen)))
+	if (mf->uffd >= 0 && (rc = mf_uffd_start(mf, why, whylen)))
 		return rc;
 	return mf_loader_start(mf, backend, why, whylen);
 }

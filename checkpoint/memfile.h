@@ -170,7 +170,6 @@ struct ns_memfile {
 	/* The map backend (loader.c, "Mapping"): chunks mapped from pages.img
 	 * privately, under a read lease that lease_main() watches. */
 	bool map;		/* new reads map (false once the lease breaks) */
-	bool leased;
 	unsigned map_inflight;	/* reads mapping right now */
 	uint64_t map_size;	/* pages.img's size under the lease */
 	uint64_t ra_next;	/* readahead asked for up to here */
@@ -178,7 +177,16 @@ struct ns_memfile {
 };
 
 /* loader.c */
-/* Start loading @mf->chunks with @backend; Return: 0 or -errno + @why. */
+/* Whether @ix's pages.img (@fd) can be mapped (NS_MEMFILE_MAP); if so its
+ * read lease is taken on @fd. Return: 0, -EOPNOTSUPP (compressed, O_DIRECT,
+ * demand paging), -errno, with the reason in @why. */
+int mf_map_prepare(const struct mf_index *ix, int fd, bool direct, bool demand, char *why,
+		   size_t whylen);
+/* Whether an io_uring can be set up (NS_MEMFILE_IO_URING demanded).
+ * Return: 0, -errno with @why. */
+int mf_uring_probe(char *why, size_t whylen);
+/* Start loading @mf->chunks with @backend (with NS_MEMFILE_MAP, pages.img
+ * leased by mf_map_prepare() already); Return: 0 or -errno + @why. */
 int mf_loader_start(struct ns_memfile *mf, enum ns_memfile_backend backend, char *why,
 		    size_t whylen);
 /* Stop loading (reads in flight are waited for) and join the threads. */
@@ -190,7 +198,11 @@ void mf_chunk_span(const struct ns_memfile *mf, const struct ns_region *r, uint6
 		   uint64_t length, size_t *lop, size_t *hip);
 
 /* uffd.c */
-/* Register the regions and start the fault handler. Return: 0, -errno. */
+/* A userfaultfd with its API settled (the restore's check that demand
+ * paging can be had). Return: the fd, or -errno with @why. */
+int mf_uffd_open(char *why, size_t whylen);
+/* Register the regions with mf->uffd (mf_uffd_open()'s, which it closes
+ * on failure) and start the fault handler. Return: 0, -errno. */
 int mf_uffd_start(struct ns_memfile *mf, char *why, size_t whylen);
 /* Stop the handler and unregister (also once everything is loaded). */
 void mf_uffd_stop(struct ns_memfile *mf);
@@ -260,6 +272,9 @@ extern uint32_t mf_save_chunk_size;
 /* Test seam: how often the map backend looks whether its lease on
  * pages.img is being broken (ms; 500). */
 extern unsigned mf_lease_poll_ms;
+/* Test seam: fs.lease-break-time as the map backend's watcher takes it
+ * (s; 0: read the sysctl). */
+extern long mf_lease_break_s;
 
 /* Test seam: how the io_uring backend sets up its ring (entries, ring). */
 struct io_uring;

@@ -176,13 +176,11 @@ static void *handler_main(void *arg)
 	return NULL;
 }
 
-int mf_uffd_start(struct ns_memfile *mf, char *why, size_t whylen)
+int mf_uffd_open(char *why, size_t whylen)
 {
 	struct uffdio_api api = { .api = UFFD_API };
-	const uint64_t need = 1ull << _UFFDIO_COPY | 1ull << _UFFDIO_ZEROPAGE | 1ull << _UFFDIO_WAKE;
-	int fd, rc;
+	int fd = uffd_open(), rc;
 
-	fd = uffd_open();
 	if (fd < 0)
 		return ckpt_fail(why, whylen, fd, "demand paging: userfaultfd: %s", strerror(-fd));
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
@@ -190,7 +188,14 @@ int mf_uffd_start(struct ns_memfile *mf, char *why, size_t whylen)
 		close(fd);
 		return rc;
 	}
-	mf->uffd = fd;
+	return fd;
+}
+
+int mf_uffd_start(struct ns_memfile *mf, char *why, size_t whylen)
+{
+	const uint64_t need = 1ull << _UFFDIO_COPY | 1ull << _UFFDIO_ZEROPAGE | 1ull << _UFFDIO_WAKE;
+	int fd = mf->uffd, rc;
+
 	for (unsigned i = 0; i < mf->nregions; i++) {
 		struct uffdio_register reg = {
 			.range = { .start = (uint64_t)(uintptr_t)mf->regions[i]->addr,

@@ -313,7 +313,7 @@ enum ns_memfile_backend {
 	NS_MEMFILE_AUTO = 0,	/* io_uring, else the thread pool */
 	NS_MEMFILE_IO_URING,	/* io_uring or fail (-ENOSYS, -EPERM, ...) */
 	NS_MEMFILE_THREADS,	/* a pool of threads doing preadv() */
-	NS_MEMFILE_MAP,		/* map or fail (-EINVAL, -EAGAIN, ...), below */
+	NS_MEMFILE_MAP,		/* map or fail (-EOPNOTSUPP, -EAGAIN, ...), below */
 };
 
 /*
@@ -324,17 +324,21 @@ enum ns_memfile_backend {
  * cache's until written (copy on write): loading costs about what reading
  * the file once does, and the restores of one image share the pages
  * nobody writes. The stack holds a read lease on pages.img meanwhile:
- * whoever opens it for writing waits until the stack has copied every
- * mapped page and loaded the rest, so a write to the file never shows
- * through. What it cannot guard against is truncation: the kernel takes
- * even the copied pages of a truncated range away, and touching them is
- * SIGBUS. So while a stack maps pages.img, the image must stay as it is
- * (replace an image by renaming, as ns_stack_checkpoint() does, never by
- * cp over it), and readable: pages the kernel drops under memory pressure
- * are read again from it. Needs a lease (the file's owner or CAP_LEASE,
- * fs.leases-enable, a local file system), fs.lease-break-time long
- * enough for that copy, and room in vm.max_map_count for two mappings per
- * run of pages; otherwise the restore fails with the reason.
+ * whoever opens it for writing waits (up to fs.lease-break-time) while the
+ * stack copies every mapped page and loads the rest, so a write in place
+ * never shows through; what it could not copy in that time fails (-EIO),
+ * never passes for loaded. What it cannot guard against is truncation
+ * (cp over the image, a shell's >, any open with O_TRUNC): the kernel
+ * takes even the copied pages of a truncated range away, with what the
+ * embedder wrote there, and the range then shows the file's new bytes, or
+ * is SIGBUS past its new end. So while a stack maps pages.img, the image
+ * must stay as it is (replace an image by renaming, as
+ * ns_stack_checkpoint() does), and readable: pages the kernel drops under
+ * memory pressure are read again from it. Needs a lease (the file's owner
+ * or CAP_LEASE, fs.leases-enable, a local file system), fs.lease-break-time
+ * long enough for that copy, and room in vm.max_map_count for two mappings
+ * per run of pages; otherwise the restore is refused with the reason,
+ * before anything is made.
  */
 struct ns_restore_opts {
 	const struct ns_stack_config *config;	/* NULL: defaults */
@@ -351,8 +355,8 @@ struct ns_restore_opts {
 	bool direct;		/* read pages.img with O_DIRECT */
 	enum ns_memfile_backend backend;
 	unsigned read_kib;	/* largest read, KiB; 0: 256 */
-	/* Reads in flight (io_uring) or threads (pool). 0: 64, 8 in the
-	 * background (pool: 4 threads, 1 in the background). */
+	/* Reads in flight (io_uring) or threads (pool, map). 0: 64, 8 in the
+	 * background (pool: 4 threads, map: 2; 1 in the background). */
 	unsigned queue_depth;
 	unsigned loaders;	/* io_uring loader threads; 0: 2 (1 in the background) */
 	/* With background: register the regions with userfaultfd, so that a

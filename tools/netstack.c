@@ -304,9 +304,10 @@ static void usage_restore(FILE *f)
 		"                    memory is pages.img's page cache until written (plain\n"
 		"                    images, not --direct). While mapped, a write to\n"
 		"                    pages.img waits until the daemon copied its memory, but\n"
-		"                    truncating it (or cp over it) is SIGBUS for the daemon:\n"
-		"                    leave the image as it is. Refused with the reason where\n"
-		"                    it cannot map (no file lease, compressed, ...)\n"
+		"                    truncating it (cp over it, >) replaces the daemon's\n"
+		"                    memory with the new bytes or SIGBUS: leave the image as\n"
+		"                    it is. Refused with the reason where it cannot map (no\n"
+		"                    file lease, compressed, ...)\n"
 		"  -h, --help        print this help and exit\n",
 		PROG, RUN_CONFIG_FILE, RUN_CONFIG_FILE);
 }

@@ -918,10 +918,15 @@ Test(memfile, map_shares_pages_img_until_written)
 	remove_image();
 }
 
-/* A writer holding pages.img open denies the lease: no mapping. */
-Test(memfile, map_refused_without_a_lease)
+/* A writer holding pages.img open denies the lease: no mapping; a
+ * background restore that would serve before loading is refused before
+ * anything is made as well. */
+static void refused_without_a_lease(bool serve_first)
 {
-	char path[400];
+	struct ns_restore_opts ro = { .backend = NS_MEMFILE_MAP, .background = serve_first,
+				      .start = serve_first };
+	struct ns_stack *s = NULL;
+	char why[256] = "", path[400];
 	int w;
 
 	make_image_path();
@@ -929,10 +934,15 @@ Test(memfile, map_refused_without_a_lease)
 	pages_img_path(path, sizeof(path));
 	w = open(path, O_RDWR);
 	cr_assert_geq(w, 0);
-	restore_refused_by(-EAGAIN, "cannot map pages.img: no read lease", false, NS_MEMFILE_MAP);
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), -EAGAIN, "%s", why);
+	cr_assert(strstr(why, "cannot map pages.img: no read lease"), "%s", why);
+	cr_assert_null(s);
 	close(w);
 	remove_image();
 }
+
+Test(memfile, map_refused_without_a_lease) { refused_without_a_lease(false); }
+Test(memfile, map_refused_without_a_lease_before_serving) { refused_without_a_lease(true); }
 
 Test(memfile, map_refused_for_a_compressed_image)
 {
@@ -994,6 +1004,67 @@ static void lease_break(bool background)
 }
 
 Test(memfile, lease_break_copies_the_mapped_pages_first) { lease_break(false); }
+
+/* A break the stack cannot finish within the kernel's lease-break-time
+ * (here taken as 1 s, less than the watcher's margin): the chunks copied
+ * too late may hold the writer's bytes, so they fail rather than pass for
+ * loaded, and the memory cannot be checkpointed as good. */
+Test(memfile, lease_break_too_late_fails_the_chunks)
+{
+	struct ns_restore_opts ro = { .backend = NS_MEMFILE_MAP };
+	struct ns_memfile_progress p;
+	struct ns_stack *s = NULL;
+	char why[256] = "", path[400];
+	int fd;
+
+	make_image_path();
+	save(two, 2, &(struct ns_checkpoint_opts){ 0 });
+	pages_img_path(path, sizeof(path));
+	mf_lease_poll_ms = 1;
+	mf_lease_break_s = 1;
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_wait(s, 10000), 0);
+	fd = open(path, O_WRONLY);	/* waits for the watcher */
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(ns_memfile_wait(s, 10000), -EIO);
+	cr_assert_eq(ns_memfile_progress(s, &p), 0);
+	cr_assert_eq(p.failed_bytes, p.data_bytes, "failed %llu of %llu",
+		     (unsigned long long)p.failed_bytes, (unsigned long long)p.data_bytes);
+	cr_assert(strstr(p.why, "copied too late"), "%s", p.why);
+	ns_stack_free(s);
+	remove_image();
+}
+
+/* A background restore that starts the stack before its loader counts
+ * once: its post-restore hooks do not run again on a later start. */
+static int hook_runs;
+
+static int count_hook(struct ns_stack *s, void *arg)
+{
+	(void)s;
+	(void)arg;
+	hook_runs++;
+	return 0;
+}
+
+Test(memfile, background_start_restore_hooks_do_not_linger)
+{
+	struct ns_restore_opts ro = { .background = true, .start = true };
+	struct ns_stack *s = NULL;
+	char why[256] = "";
+
+	make_image_path();
+	save(odd, NODD, &(struct ns_checkpoint_opts){ 0 });
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_stack_add_hook(s, NS_HOOK_POST_RESTORE, count_hook, NULL), 0);
+	cr_assert_eq(ns_memfile_wait(s, 10000), 0);
+	cr_assert_eq(ns_stack_stop(s), 0);
+	cr_assert_eq(ns_stack_start(s), 0);
+	cr_assert_eq(hook_runs, 0, "a post-restore hook ran on a plain restart");
+	ns_stack_free(s);
+	remove_image();
+}
 Test(memfile, lease_break_while_loading_reads_the_rest_first, .timeout = 120)
 {
 	lease_break(true);
