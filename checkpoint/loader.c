@@ -289,6 +289,22 @@ static void map_unmap(struct ns_memfile *mf, struct mf_chunk *c)
 	c->mapped = 0;
 }
 
+/* A chunk that failed, on its read or after it was in (a lease break):
+ * counted failed, the first reason kept. mf->mu held. */
+static void chunk_fail(struct ns_memfile *mf, struct mf_chunk *c, const char *reason)
+{
+	if (c->state == MF_DONE)
+		mf->loaded_bytes -= c->len;
+	c->state = MF_FAILED;
+	mf->failed_bytes += c->len;
+	if (!mf->error) {
+		mf->error = -EIO;
+		snprintf(mf->why, sizeof(mf->why), "pages.img: region '%s' bytes %llu..%llu: %s",
+			 mf->regions[c->region]->name, (unsigned long long)c->off,
+			 (unsigned long long)(c->off + c->len), reason);
+	}
+}
+
 /* A read ended with @res (bytes, or -errno): check each chunk, publish. */
 static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 {
@@ -323,14 +339,7 @@ static void finish(struct ns_memfile *mf, struct read_req *rq, ssize_t res)
 			mf->loaded_bytes += c->len;
 			continue;
 		}
-		c->state = MF_FAILED;
-		mf->failed_bytes += c->len;
-		if (!mf->error) {
-			mf->error = -EIO;
-			snprintf(mf->why, sizeof(mf->why), "pages.img: region '%s' bytes %llu..%llu: %s",
-				 mf->regions[c->region]->name, (unsigned long long)c->off,
-				 (unsigned long long)(c->off + c->len), reasons[k]);
-		}
+		chunk_fail(mf, c, reasons[k]);
 	}
 	mf->remaining -= rq->n;
 	mf->inflight--;
@@ -456,22 +465,6 @@ static ssize_t map_read(struct ns_memfile *mf, struct read_req *rq)
 	return (ssize_t)done;
 }
 
-/* A chunk that was in and is lost after all (mf->mu held). */
-static void chunk_lost(struct ns_memfile *mf, struct mf_chunk *c, const char *reason)
-{
-	if (c->state == MF_DONE) {
-		mf->loaded_bytes -= c->len;
-		mf->failed_bytes += c->len;
-		c->state = MF_FAILED;
-	}
-	if (!mf->error) {
-		mf->error = -EIO;
-		snprintf(mf->why, sizeof(mf->why), "pages.img: region '%s' bytes %llu..%llu: %s",
-			 mf->regions[c->region]->name, (unsigned long long)c->off,
-			 (unsigned long long)(c->off + c->len), reason);
-	}
-}
-
 /* Copy every mapped page (MADV_POPULATE_WRITE breaks copy-on-write
  * without writing; pages the embedder wrote are its own already), so that
  * pages.img may change. A chunk that could not be copied, or was copied
@@ -495,7 +488,7 @@ static void map_privatise(struct ns_memfile *mf, uint64_t safe_ns)
 		if (!lost)
 			continue;
 		pthread_mutex_lock(&mf->mu);
-		chunk_lost(mf, c, lost);
+		chunk_fail(mf, c, lost);
 		pthread_cond_broadcast(&mf->done_cond);
 		pthread_mutex_unlock(&mf->mu);
 	}
@@ -517,12 +510,18 @@ static long sysctl_long(const char *path, long dflt)
 unsigned mf_lease_poll_ms = 500;
 long mf_lease_break_s;
 
+/* How long the kernel holds a writer for a lease break (s). */
+static long lease_break_s(void)
+{
+	return mf_lease_break_s ? mf_lease_break_s
+				: sysctl_long("/proc/sys/fs/lease-break-time", 45);
+}
+
 /* The lease's watcher: until the stack goes, or the lease breaks. */
 static void *lease_main(void *arg)
 {
 	struct ns_memfile *mf = arg;
-	long break_s = mf_lease_break_s ? mf_lease_break_s
-					: sysctl_long("/proc/sys/fs/lease-break-time", 45), ms;
+	long ms;
 	struct timespec dl;
 	uint64_t safe_ns;
 	int rc;
@@ -541,7 +540,7 @@ static void *lease_main(void *arg)
 		/* Someone opens pages.img to write or truncates it, and waits
 		 * until we let go or the kernel's time is up: within that, copy
 		 * what is mapped and have the rest read from the file as it is. */
-		ms = break_s * 1000 - (long)mf_lease_poll_ms - 1000;	/* noticed late */
+		ms = lease_break_s() * 1000 - (long)mf_lease_poll_ms - 1000;	/* noticed late */
 		tw_deadline_after(&dl, ms > 0 ? ms : 0);
 		safe_ns = tw_mono_ns() + (uint64_t)(ms > 0 ? ms : 0) * 1000000u;
 		mf->map = false;
@@ -589,7 +588,7 @@ int mf_map_prepare(const struct mf_index *ix, int fd, bool direct, bool demand, 
 				 "cannot map pages.img: %zu runs of pages, vm.max_map_count %ld",
 				 runs, maps);
 	need_s = 2 + data / BREAK_COPY_BPS;
-	if ((uint64_t)sysctl_long("/proc/sys/fs/lease-break-time", 45) < need_s)
+	if ((uint64_t)lease_break_s() < need_s)
 		return ckpt_fail(why, whylen, -ETIME,
 				 "cannot map pages.img: fs.lease-break-time is under %llu s",
 				 (unsigned long long)need_s);

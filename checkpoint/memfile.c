@@ -519,7 +519,7 @@ int mf_save_prepare(struct ns_stack *s, const struct ns_checkpoint_opts *opts,
 struct mf_restore {
 	struct mf_index ix;
 	int fd, uffd;
-	bool background, direct, demand;
+	bool background, direct;
 	enum ns_memfile_backend backend;
 	unsigned qd, loaders;
 	size_t read_max;
@@ -640,7 +640,6 @@ int mf_restore_prepare(const char *dir, const struct ns_state *st,
 	}
 	r->background = opts->background;
 	r->direct = opts->direct;
-	r->demand = opts->demand_paging;
 	r->backend = opts->backend;
 	r->qd = opts->queue_depth;
 	r->loaders = opts->loaders;

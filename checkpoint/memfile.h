@@ -272,8 +272,8 @@ extern uint32_t mf_save_chunk_size;
 /* Test seam: how often the map backend looks whether its lease on
  * pages.img is being broken (ms; 500). */
 extern unsigned mf_lease_poll_ms;
-/* Test seam: fs.lease-break-time as the map backend's watcher takes it
- * (s; 0: read the sysctl). */
+/* Test seam: fs.lease-break-time as the map backend takes it (s; 0: read
+ * the sysctl). */
 extern long mf_lease_break_s;
 
 /* Test seam: how the io_uring backend sets up its ring (entries, ring). */

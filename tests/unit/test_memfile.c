@@ -938,6 +938,10 @@ static void refused_without_a_lease(bool serve_first)
 	cr_assert(strstr(why, "cannot map pages.img: no read lease"), "%s", why);
 	cr_assert_null(s);
 	close(w);
+	/* Nothing was made: a restore needs a process no stack existed in,
+	 * and this one still is. */
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
+	ns_stack_free(s);
 	remove_image();
 }
 
@@ -1005,10 +1009,11 @@ static void lease_break(bool background)
 
 Test(memfile, lease_break_copies_the_mapped_pages_first) { lease_break(false); }
 
-/* A break the stack cannot finish within the kernel's lease-break-time
- * (here taken as 1 s, less than the watcher's margin): the chunks copied
- * too late may hold the writer's bytes, so they fail rather than pass for
- * loaded, and the memory cannot be checkpointed as good. */
+/* A fs.lease-break-time too short to copy the data in is refused up
+ * front. A break the stack cannot finish within it (here taken as 1 s,
+ * less than the watcher's margin): the chunks copied too late may hold the
+ * writer's bytes, so they fail rather than pass for loaded, and the memory
+ * cannot be checkpointed as good. */
 Test(memfile, lease_break_too_late_fails_the_chunks)
 {
 	struct ns_restore_opts ro = { .backend = NS_MEMFILE_MAP };
@@ -1022,8 +1027,13 @@ Test(memfile, lease_break_too_late_fails_the_chunks)
 	pages_img_path(path, sizeof(path));
 	mf_lease_poll_ms = 1;
 	mf_lease_break_s = 1;
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), -ETIME, "%s", why);
+	cr_assert(strstr(why, "fs.lease-break-time"), "%s", why);
+	cr_assert_null(s);
+	mf_lease_break_s = 0;
 	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
 	cr_assert_eq(ns_memfile_wait(s, 10000), 0);
+	mf_lease_break_s = 1;
 	fd = open(path, O_WRONLY);	/* waits for the watcher */
 	cr_assert_geq(fd, 0);
 	close(fd);
