@@ -11,7 +11,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -111,6 +113,43 @@ uint64_t bench_now_ns(void)
 double bench_ms_since(uint64_t t0)
 {
 	return (double)(bench_now_ns() - t0) / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/**
+ * bench_median() - the median of @n figures, and their range
+ * @v: the figures (left as they are)
+ * @n: how many
+ * @lo: if not NULL, set to the smallest (NAN when @n is 0)
+ * @hi: if not NULL, set to the largest (NAN when @n is 0)
+ *
+ * Return: the median; NAN when @n is 0 or memory ran out.
+ */
+double bench_median(const double *v, size_t n, double *lo, double *hi)
+{
+	double *s = n ? malloc(n * sizeof(*s)) : NULL, m;
+
+	if (lo)
+		*lo = NAN;
+	if (hi)
+		*hi = NAN;
+	if (!s)
+		return NAN;
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_double);
+	if (lo)
+		*lo = s[0];
+	if (hi)
+		*hi = s[n - 1];
+	m = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	free(s);
+	return m;
 }
 
 /**

@@ -29,6 +29,7 @@ int bench_fail(int code, const char *scenario, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 uint64_t bench_now_ns(void);
 double bench_ms_since(uint64_t t0);
+double bench_median(const double *v, size_t n, double *lo, double *hi);
 int bench_in_child(int (*fn)(void *arg, void *result), void *arg, void *result, size_t size);
 FILE *bench_table_file(bool json);
 

@@ -108,31 +108,6 @@ static void record(const char *scenario, const char *dir, const char *variant, u
 		m->ratio[m->nr++] = v / k->v[k->n - 1];
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n, double *lo, double *hi)
-{
-	double s[RUNS_MAX];
-
-	if (n == 0) {
-		if (lo)
-			*lo = *hi = NAN;
-		return NAN;
-	}
-	memcpy(s, v, (size_t)n * sizeof(*s));
-	qsort(s, (size_t)n, sizeof(*s), cmp_double);
-	if (lo) {
-		*lo = s[0];
-		*hi = s[n - 1];
-	}
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
 static void fail_note(const struct sandbox *sb, const char *what, int rc)
 {
 	fprintf(stderr, "%s: %s on %s failed: %s\n", BENCH_PROG, what, sb->name, strerror(-rc));
@@ -315,7 +290,7 @@ static void print_json(void)
 {
 	for (int i = 0; i < nmeas; i++) {
 		struct meas *m = &meas[i];
-		double lo, hi, v = median(m->v, m->n, &lo, &hi);
+		double lo, hi, v = bench_median(m->v, (size_t)m->n, &lo, &hi);
 
 		if (!m->n)
 			continue;
@@ -326,10 +301,10 @@ static void print_json(void)
 		json_num(stdout, m->figure, v);
 		fprintf(stdout, ",\"%s_min\":%.6g,\"%s_max\":%.6g", m->figure, lo, m->figure, hi);
 		if (m->figure2)
-			json_num(stdout, m->figure2, median(m->v2, m->n, NULL, NULL));
+			json_num(stdout, m->figure2, bench_median(m->v2, (size_t)m->n, NULL, NULL));
 		if (!strcmp(m->scenario, "conns"))
 			printf(",\"conns\":%d", held[m->peer]);
-		json_num(stdout, "ratio_to_kernel", median(m->ratio, m->nr, NULL, NULL));
+		json_num(stdout, "ratio_to_kernel", bench_median(m->ratio, (size_t)m->nr, NULL, NULL));
 		printf("}\n");
 	}
 	fflush(stdout);
@@ -343,8 +318,8 @@ static void print_table(FILE *f)
 		"mtu", "peer", "median", "[min - max]", "vs kernel", "second figure");
 	for (int i = 0; i < nmeas; i++) {
 		struct meas *m = &meas[i];
-		double lo, hi, v = median(m->v, m->n, &lo, &hi);
-		double r = median(m->ratio, m->nr, NULL, NULL);
+		double lo, hi, v = bench_median(m->v, (size_t)m->n, &lo, &hi);
+		double r = bench_median(m->ratio, (size_t)m->nr, NULL, NULL);
 		char second[48] = "";
 
 		if (strcmp(last, m->scenario))
@@ -352,7 +327,7 @@ static void print_table(FILE *f)
 		last = m->scenario;
 		if (m->figure2)
 			snprintf(second, sizeof(second), "%s %.3g", m->figure2,
-				 median(m->v2, m->n, NULL, NULL));
+				 bench_median(m->v2, (size_t)m->n, NULL, NULL));
 		if (!m->n) {
 			fprintf(f, "%-7s %-4s %-8s %5u  %-12s %14s\n", m->scenario, m->direction,
 				m->variant, m->mtu, sbs[m->peer].name, "failed");
@@ -376,7 +351,7 @@ static double ratio_of(const char *sc, const char *dir, const char *variant, uns
 	for (int i = 0; i < nmeas; i++)
 		if (!strcmp(meas[i].scenario, sc) && !strcmp(meas[i].direction, dir) &&
 		    !strcmp(meas[i].variant, variant) && meas[i].mtu == mtu && meas[i].peer == p)
-			return median(meas[i].ratio, meas[i].nr, NULL, NULL);
+			return bench_median(meas[i].ratio, (size_t)meas[i].nr, NULL, NULL);
 	return NAN;
 }
 
@@ -385,7 +360,7 @@ static double value_of(const char *sc, const char *variant, enum peer p)
 	for (int i = 0; i < nmeas; i++)
 		if (!strcmp(meas[i].scenario, sc) && !strcmp(meas[i].variant, variant) &&
 		    meas[i].peer == p)
-			return median(meas[i].v, meas[i].n, NULL, NULL);
+			return bench_median(meas[i].v, (size_t)meas[i].n, NULL, NULL);
 	return NAN;
 }
 

@@ -18,6 +18,10 @@
  * --direct=1 (cold by construction). Both use 256 KiB reads, 64 in flight.
  * "uffd" is a background restore with userfaultfd demand paging (pages go
  * through a bounce buffer and UFFDIO_COPY: one more copy).
+ *
+ * With --repeat N each mode restores N times, each in its own process: a
+ * row then gives the medians, and the first response's worst beside its
+ * median, since the target is on the tail ("under 5 ms", every time).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +46,7 @@
 #define RATE_TARGET 0.9
 #define READ_KIB 256
 #define QUEUE_DEPTH 64
+#define REPEAT_MAX 100
 
 static const uint8_t stack_mac[6] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x02 };
 static const uint8_t peer_mac[6] = { 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01 };
@@ -307,11 +312,13 @@ static void warm(const char *file)
 
 static int usage(int code)
 {
-	printf("Usage: %s %s [--json] [--quick] [--sizes MiB,...] [--modes WORD]\n"
+	printf("Usage: %s %s [--json] [--quick] [--sizes MiB,...] [--modes WORD] [--repeat N]\n"
 	       "  --quick        64 MiB only\n"
 	       "  --sizes LIST   memory sizes in MiB (default 64,1024,4096)\n"
-	       "  --modes WORD   only the modes whose name contains WORD (e.g. bg, direct)\n",
-	       BENCH_PROG, SCENARIO);
+	       "  --modes WORD   only the modes whose name contains WORD (e.g. bg, direct)\n"
+	       "  --repeat N     restore N times per mode and size (1..%d, default 1): rows\n"
+	       "                 give medians and the worst first response\n",
+	       BENCH_PROG, SCENARIO, REPEAT_MAX);
 	return code;
 }
 
@@ -322,6 +329,7 @@ int bench_restore_main(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "sizes", required_argument, NULL, 's' },
 		{ "modes", required_argument, NULL, 'm' },
+		{ "repeat", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -330,6 +338,8 @@ int bench_restore_main(int argc, char **argv)
 	char root[] = "/var/tmp/netstack-bench-restore-XXXXXX", dir[128], file[160], cmd[160];
 	double worst_first = 0, worst_rate[NMODES];
 	const char *only = NULL;
+	unsigned repeat = 1, nfirst = 0, under = 0;
+	const char *gap;
 	bool json = false;
 	FILE *table;
 	int c, rc = BENCH_EXIT_OK;
@@ -360,6 +370,16 @@ int bench_restore_main(int argc, char **argv)
 				return bench_fail(BENCH_EXIT_USAGE, SCENARIO, "--modes: no mode matches '%s'",
 						  only);
 			break;
+		case 'r': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (end == optarg || *end || v == 0 || v > REPEAT_MAX)
+				return bench_fail(BENCH_EXIT_USAGE, SCENARIO,
+						  "--repeat: want 1..%d, not '%s'", REPEAT_MAX, optarg);
+			repeat = (unsigned)v;
+			break;
+		}
 		case 'h':
 			return usage(BENCH_EXIT_OK);
 		default:
@@ -380,10 +400,17 @@ int bench_restore_main(int argc, char **argv)
 		READ_KIB, QUEUE_DEPTH);
 	for (size_t k = 0; k < NMODES; k++)
 		worst_rate[k] = 1e9;
-	fprintf(table, "%8s %-19s %10s %10s %9s %9s %9s %6s\n", "MiB", "mode", "restore ms",
-		"1st HTTP", "load ms", "MiB/s", "fio MiB/s", "ratio");
-	fprintf(table, "%8s %-19s %10s %10s %9s %9s %9s %6s\n", "", "", "", "", "", "",
-		"(fresh)", "");
+	/* With repeats, one more column: the first response's worst. */
+	gap = repeat > 1 ? "          " : "";
+	fprintf(table, "%8s %-19s %10s %10s%s %9s %9s %9s %6s\n", "MiB", "mode", "restore ms",
+		"1st HTTP", repeat > 1 ? " 1st worst" : "", "load ms", "MiB/s", "fio MiB/s",
+		"ratio");
+	if (repeat > 1)
+		fprintf(table, "%8s %-19s %10s %10s %9s %9s %9s %9s\n", "", "", "median", "median",
+			"", "median", "median", "(fresh)");
+	else
+		fprintf(table, "%8s %-19s %10s %10s %9s %9s %9s\n", "", "", "", "", "", "",
+			"(fresh)");
 	for (size_t i = 0; i < nsizes && rc == BENCH_EXIT_OK; i++) {
 		struct result ck = { 0 };
 		double fio[2], fresh;
@@ -402,42 +429,68 @@ int bench_restore_main(int argc, char **argv)
 		fresh = fresh_rate(file);
 		for (size_t k = 0; k < NMODES; k++) {
 			const struct mode *m = &modes[k];
-			struct result r = { 0 };
-			double rate, ref = fio[m->direct];
+			double restore[REPEAT_MAX], first[REPEAT_MAX], load[REPEAT_MAX],
+				rates[REPEAT_MAX], ref = fio[m->direct], rate, worst;
+			uint64_t data = 0;
 
 			if (only && !strstr(m->name, only))
 				continue;
-			if (!m->direct)
-				warm(file);
-			if (bench_in_child(job_run, &(struct job){ .dir = dir, .mode = m }, &r, sizeof(r))) {
-				rc = bench_fail(BENCH_EXIT_RUNTIME, SCENARIO, "%llu MiB %s: restore failed",
-						(unsigned long long)sizes[i], m->name);
-				break;
+			for (unsigned n = 0; n < repeat; n++) {
+				struct result r = { 0 };
+
+				if (!m->direct)
+					warm(file);
+				if (bench_in_child(job_run, &(struct job){ .dir = dir, .mode = m },
+						   &r, sizeof(r))) {
+					rc = bench_fail(BENCH_EXIT_RUNTIME, SCENARIO,
+							"%llu MiB %s: restore failed",
+							(unsigned long long)sizes[i], m->name);
+					break;
+				}
+				restore[n] = r.restore_ms;
+				first[n] = r.first_response_ms;
+				load[n] = r.load_ms;
+				rates[n] = r.load_ms > 0 ? (double)r.data_bytes / (r.load_ms / 1e3) : 0;
+				data = r.data_bytes;
+				if (m->background) {
+					nfirst++;
+					under += r.first_response_ms < FIRST_RESPONSE_TARGET_MS;
+				}
 			}
-			rate = r.load_ms > 0 ? (double)r.data_bytes / (r.load_ms / 1e3) : 0;
-			fprintf(table, "%8llu %-19s %10.2f %10.2f %9.1f %9.0f %9.0f %6.2f\n",
-				(unsigned long long)sizes[i], m->name, r.restore_ms,
-				r.first_response_ms, r.load_ms, rate / (1 << 20), ref / (1 << 20),
-				ref > 0 ? rate / ref : 0);
+			if (rc != BENCH_EXIT_OK)
+				break;
+			rate = bench_median(rates, repeat, NULL, NULL);
+			fprintf(table, "%8llu %-19s %10.2f %10.2f",
+				(unsigned long long)sizes[i], m->name,
+				bench_median(restore, repeat, NULL, NULL),
+				bench_median(first, repeat, NULL, &worst));
+			if (repeat > 1)
+				fprintf(table, " %9.2f", worst);
+			fprintf(table, " %9.1f %9.0f %9.0f %6.2f\n",
+				bench_median(load, repeat, NULL, NULL), rate / (1 << 20),
+				ref / (1 << 20), ref > 0 ? rate / ref : 0);
 			if (json)
 				printf("{\"scenario\":\"restore\",\"memory_mib\":%llu,\"mode\":\"%s\","
-				       "\"background\":%s,\"direct\":%s,\"backend\":\"%s\","
-				       "\"restore_ms\":%.3f,\"first_response_ms\":%.3f,\"load_ms\":%.3f,"
+				       "\"background\":%s,\"direct\":%s,\"backend\":\"%s\",\"runs\":%u,"
+				       "\"restore_ms\":%.3f,\"first_response_ms\":%.3f,"
+				       "\"first_response_worst_ms\":%.3f,\"load_ms\":%.3f,"
 				       "\"data_bytes\":%llu,\"load_mib_s\":%.1f,\"fio_mib_s\":%.1f,"
 				       "\"ratio_to_fio\":%.3f}\n",
 				       (unsigned long long)sizes[i], m->name,
 				       m->background ? "true" : "false", m->direct ? "true" : "false",
-				       backend_name(m->backend),
-				       r.restore_ms, r.first_response_ms, r.load_ms,
-				       (unsigned long long)r.data_bytes, rate / (1 << 20),
+				       backend_name(m->backend), repeat,
+				       bench_median(restore, repeat, NULL, NULL),
+				       bench_median(first, repeat, NULL, NULL), worst,
+				       bench_median(load, repeat, NULL, NULL),
+				       (unsigned long long)data, rate / (1 << 20),
 				       ref / (1 << 20), ref > 0 ? rate / ref : 0);
-			if (m->background && r.first_response_ms > worst_first)
-				worst_first = r.first_response_ms;
+			if (m->background && worst > worst_first)
+				worst_first = worst;
 			if (ref > 0 && rate / ref < worst_rate[k])
 				worst_rate[k] = rate / ref;
 		}
-		fprintf(table, "%8llu %-19s %10s %10s %9s %9s %9.0f   (one read() into fresh memory)\n",
-			(unsigned long long)sizes[i], "ceiling", "", "", "", "", fresh / (1 << 20));
+		fprintf(table, "%8llu %-19s %10s %10s%s %9s %9s %9.0f   (one read() into fresh memory)\n",
+			(unsigned long long)sizes[i], "ceiling", "", "", gap, "", "", fresh / (1 << 20));
 		if (json)
 			printf("{\"scenario\":\"restore\",\"memory_mib\":%llu,\"mode\":\"ceiling\","
 			       "\"fresh_read_mib_s\":%.1f,\"fio_mib_s\":%.1f,\"fio_direct_mib_s\":%.1f}\n",
@@ -450,10 +503,10 @@ int bench_restore_main(int argc, char **argv)
 	if (rc == BENCH_EXIT_OK) {
 		fputc('\n', table);
 		if (worst_first > 0)
-			fprintf(table, "%s  --background restore to first HTTP response: worst %.2f ms "
-				"(target < %.0f ms at any size)\n",
+			fprintf(table, "%s  --background restore to first HTTP response: worst %.2f ms, "
+				"%u of %u under %.0f ms (target: every one, at any size)\n",
 				worst_first < FIRST_RESPONSE_TARGET_MS ? "PASS" : "MISS", worst_first,
-				FIRST_RESPONSE_TARGET_MS);
+				under, nfirst, FIRST_RESPONSE_TARGET_MS);
 		/* The full rate of each foreground loader as shipped (not the
 		 * one-thread row); background loaders use only spare CPU. */
 		for (size_t k = 0; k < NMODES; k++)
