@@ -8,7 +8,8 @@
  * O_DIRECT, on io_uring and on the thread pool (and the fallback to it when
  * io_uring cannot be set up); priority (an awaited range at the end of a
  * big region arrives long before the rest, also with every CPU busy while
- * a background restore's loaders run at nice 19); and every failure: pages.img
+ * a background restore's loaders run at nice 19, which fault the region's
+ * pages in from user space, not inside their reads); and every failure: pages.img
  * missing, truncated or corrupted (refused in the foreground, -EIO for the
  * affected ranges only in the background, never wrong bytes), pages.meta
  * missing, damaged or from another checkpoint. Also pages.meta's codec and
@@ -19,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/perf_event.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -464,6 +467,51 @@ static void low_priority(enum ns_memfile_backend be)
 
 Test(memfile, background_low_priority_uring, .timeout = 180) { low_priority(NS_MEMFILE_IO_URING); }
 Test(memfile, background_low_priority_threads, .timeout = 180) { low_priority(NS_MEMFILE_THREADS); }
+
+/*
+ * A background loader faults the region's pages in from user space before
+ * it reads (loader.c prefault()): a fault taken inside read() or io_uring
+ * takes the whole mm's mmap_lock, and back to back they starved the
+ * serving threads' mmap()/mprotect(). Counted with a software perf counter
+ * for page faults in kernel mode, inherited by the loader threads: without
+ * the prefault each of the 16,384 data pages is one; with it only the
+ * restore's own few remain. Skipped where perf events are not allowed
+ * (perf_event_paranoid, or valgrind, whose own faults would count).
+ */
+static void kernel_faults(enum ns_memfile_backend be)
+{
+	const size_t size = 64u << 20, pages = size / PAGE;
+	const struct region_spec all[] = { { "all", size, ALL_DATA } };
+	struct perf_event_attr pa = { .type = PERF_TYPE_SOFTWARE, .size = sizeof(pa),
+				      .config = PERF_COUNT_SW_PAGE_FAULTS, .exclude_user = 1,
+				      .exclude_hv = 1, .inherit = 1 };
+	struct ns_restore_opts ro = { .background = true, .backend = be };
+	struct ns_stack *s = NULL;
+	char why[256] = "";
+	uint64_t faults = 0;
+	int fd;
+
+	if (RUNNING_ON_VALGRIND)
+		cr_skip_test("valgrind's own page faults would count");
+	make_image_path();
+	save(all, 1, &(struct ns_checkpoint_opts){ 0 });
+	fd = (int)syscall(SYS_perf_event_open, &pa, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		remove_image();
+		cr_skip_test("perf_event_open: %s", strerror(errno));
+	}
+	cr_assert_eq(restore(&ro, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(ns_memfile_wait(s, 60000), 0);
+	ns_stack_free(s);	/* joins the loaders: their counts are in */
+	cr_assert_eq(read(fd, &faults, sizeof(faults)), (ssize_t)sizeof(faults));
+	close(fd);
+	cr_assert_lt(faults, pages / 8, "%llu page faults in the kernel loading %zu pages",
+		     (unsigned long long)faults, pages);
+	remove_image();
+}
+
+Test(memfile, background_faults_pages_from_user_space_uring, .timeout = 60) { kernel_faults(NS_MEMFILE_IO_URING); }
+Test(memfile, background_faults_pages_from_user_space_threads, .timeout = 60) { kernel_faults(NS_MEMFILE_THREADS); }
 
 static const struct region_spec two[2];
 static void flip_byte(const char *name, off_t off);
