@@ -207,16 +207,16 @@ static void req_build(const struct ns_memfile *mf, struct read_req *rq, size_t f
  * first responses show the answering thread in D state in mprotect() for
  * 2.8 ms while the nice-19 loader faulted in copy_page_to_iter(). The
  * store cannot lose data: the read that follows overwrites every byte,
- * and nothing reads a chunk before it is loaded. Background restores
- * only: in the foreground nothing serves yet, and faults taken in the
+ * and nothing reads a chunk before it is loaded. Not for a mapping
+ * read (the caller knows; mf->map may change under the lock), and
+ * background restores only: in the foreground nothing serves yet, and faults taken in the
  * kernel cost less (1 GiB, 2 x 3 runs with prefaulting: io_uring 0.53x
  * fio -> 0.48x, O_DIRECT 1.07x -> 0.81x).
  */
 static void prefault(const struct ns_memfile *mf, const struct read_req *rq)
 {
-	if (!mf->background || mf->map || mf->uffd >= 0 ||
-	    mf->compression == NS_COMPRESSION_ZSTD)
-		return;	/* nothing serves yet; mapped; or read into a bounce buffer */
+	if (!mf->background || mf->uffd >= 0 || mf->compression == NS_COMPRESSION_ZSTD)
+		return;	/* nothing serves yet, or read into a bounce buffer */
 	for (int k = 0; k < rq->niov; k++)
 		for (size_t o = 0; o < rq->iov[k].iov_len; o += CKPT_PAGE)
 			((volatile uint8_t *)rq->iov[k].iov_base)[o] = 0;
@@ -883,7 +883,8 @@ static void pool_loop(struct ns_memfile *mf, enum pick_from from)
 			mf->map_inflight += map;
 			pthread_mutex_unlock(&mf->mu);
 			req_build(mf, &rq, first, n);
-			prefault(mf, &rq);
+			if (!map)	/* as picked: mf->map changes under the lock */
+				prefault(mf, &rq);
 			finish(mf, &rq, map ? map_read(mf, &rq) : read_rest(mf->fd, &rq, 0));
 			pthread_mutex_lock(&mf->mu);
 			if (map && --mf->map_inflight == 0)
