@@ -208,10 +208,10 @@ static void req_build(const struct ns_memfile *mf, struct read_req *rq, size_t f
  * 2.8 ms while the nice-19 loader faulted in copy_page_to_iter(). The
  * store cannot lose data: the read that follows overwrites every byte,
  * and nothing reads a chunk before it is loaded. Not for a mapping
- * read (the caller knows; mf->map may change under the lock), and
- * background restores only: in the foreground nothing serves yet, and faults taken in the
- * kernel cost less (1 GiB, 2 x 3 runs with prefaulting: io_uring 0.53x
- * fio -> 0.48x, O_DIRECT 1.07x -> 0.81x).
+ * read (the caller knows; mf->map may change under the lock), and for
+ * background restores only: in the foreground nothing serves yet, and
+ * faults taken in the kernel cost less (1 GiB, 2 x 3 runs with
+ * prefaulting: io_uring 0.53x fio -> 0.48x, O_DIRECT 1.07x -> 0.81x).
  */
 static void prefault(const struct ns_memfile *mf, const struct read_req *rq)
 {

@@ -430,7 +430,8 @@ int bench_restore_main(int argc, char **argv)
 		for (size_t k = 0; k < NMODES; k++) {
 			const struct mode *m = &modes[k];
 			double restore[REPEAT_MAX], first[REPEAT_MAX], load[REPEAT_MAX],
-				rates[REPEAT_MAX], ref = fio[m->direct], rate, worst;
+				rates[REPEAT_MAX], ref = fio[m->direct], rate, worst,
+				med_restore, med_first, med_load;
 			uint64_t data = 0;
 
 			if (only && !strstr(m->name, only))
@@ -460,14 +461,14 @@ int bench_restore_main(int argc, char **argv)
 			if (rc != BENCH_EXIT_OK)
 				break;
 			rate = bench_median(rates, repeat, NULL, NULL);
-			fprintf(table, "%8llu %-19s %10.2f %10.2f",
-				(unsigned long long)sizes[i], m->name,
-				bench_median(restore, repeat, NULL, NULL),
-				bench_median(first, repeat, NULL, &worst));
+			med_restore = bench_median(restore, repeat, NULL, NULL);
+			med_first = bench_median(first, repeat, NULL, &worst);
+			med_load = bench_median(load, repeat, NULL, NULL);
+			fprintf(table, "%8llu %-19s %10.2f %10.2f", (unsigned long long)sizes[i],
+				m->name, med_restore, med_first);
 			if (repeat > 1)
 				fprintf(table, " %9.2f", worst);
-			fprintf(table, " %9.1f %9.0f %9.0f %6.2f\n",
-				bench_median(load, repeat, NULL, NULL), rate / (1 << 20),
+			fprintf(table, " %9.1f %9.0f %9.0f %6.2f\n", med_load, rate / (1 << 20),
 				ref / (1 << 20), ref > 0 ? rate / ref : 0);
 			if (json)
 				printf("{\"scenario\":\"restore\",\"memory_mib\":%llu,\"mode\":\"%s\","
@@ -479,9 +480,7 @@ int bench_restore_main(int argc, char **argv)
 				       (unsigned long long)sizes[i], m->name,
 				       m->background ? "true" : "false", m->direct ? "true" : "false",
 				       backend_name(m->backend), repeat,
-				       bench_median(restore, repeat, NULL, NULL),
-				       bench_median(first, repeat, NULL, NULL), worst,
-				       bench_median(load, repeat, NULL, NULL),
+				       med_restore, med_first, worst, med_load,
 				       (unsigned long long)data, rate / (1 << 20),
 				       ref / (1 << 20), ref > 0 ? rate / ref : 0);
 			if (m->background && worst > worst_first)
