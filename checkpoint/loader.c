@@ -680,7 +680,6 @@ struct uring_loader {
 	struct ns_memfile *mf;
 	struct io_uring ring;
 	struct read_req *reqs;
-	struct read_req **built;	/* the reads of one round, to prefault */
 	unsigned nslots, *free_slots, nfree;
 };
 
@@ -690,7 +689,6 @@ static void uring_free(struct uring_loader *u)
 		for (unsigned i = 0; i < u->nslots; i++)
 			req_free(&u->reqs[i]);
 	free(u->reqs);
-	free(u->built);
 	free(u->free_slots);
 	free(u);
 }
@@ -706,7 +704,7 @@ static void *uring_main(void *arg)
 
 	loader_priority(mf);
 	for (;;) {
-		unsigned head, seen = 0, nbuilt = 0;
+		unsigned head, seen = 0, nfree0 = u->nfree;
 		bool finished;
 		int rc;
 
@@ -720,7 +718,6 @@ static void *uring_main(void *arg)
 			struct read_req *rq = &u->reqs[u->free_slots[--u->nfree]];
 
 			req_build(mf, rq, first, n);
-			u->built[nbuilt++] = rq;
 			sqe = io_uring_get_sqe(&u->ring);	/* entries > qd: never NULL */
 			if (rq->niov == 1)
 				io_uring_prep_read(sqe, mf->fd, rq->iov[0].iov_base,
@@ -738,9 +735,10 @@ static void *uring_main(void *arg)
 		pthread_mutex_unlock(&mf->mu);
 		if (finished)
 			break;
-		/* Not under the lock: faults can take long. */
-		for (unsigned i = 0; i < nbuilt; i++)
-			prefault(mf, u->built[i]);
+		/* This round's reads, the slots taken off free_slots above; not
+		 * under the lock: faults can take long. */
+		for (unsigned i = u->nfree; i < nfree0; i++)
+			prefault(mf, &u->reqs[u->free_slots[i]]);
 		rc = io_uring_submit_and_wait(&u->ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			broken = true;	/* reads in flight still complete below */
@@ -788,8 +786,7 @@ static int uring_one(struct ns_memfile *mf, unsigned nslots, char *why, size_t w
 	u->nslots = nslots;
 	u->reqs = calloc(nslots, sizeof(*u->reqs));
 	u->free_slots = calloc(nslots, sizeof(*u->free_slots));
-	u->built = calloc(nslots, sizeof(*u->built));
-	rc = !u->reqs || !u->free_slots || !u->built ? -ENOMEM : 0;
+	rc = !u->reqs || !u->free_slots ? -ENOMEM : 0;
 	for (unsigned i = 0; !rc && i < nslots; i++) {
 		u->free_slots[u->nfree++] = i;
 		rc = req_alloc(mf, &u->reqs[i]);

@@ -65,6 +65,10 @@ def main():
         return fail(f"the modes loaded different amounts: {sorted(data)}")
     if ceiling is None or ceiling["fresh_read_mib_s"] <= 0:
         return fail("no ceiling line")
+    # The verdict counts restores as they ran: 4 background modes x RUNS.
+    nbg = sum(1 for m in MODES if m.startswith("bg")) * RUNS
+    if f" of {nbg} under " not in run.stderr:
+        return fail(f"the verdict does not count {nbg} background restores: {run.stderr}")
     for bad in ("0", "101", "3x", ""):
         r = subprocess.run([bench, "restore", "--quick", "--repeat", bad],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

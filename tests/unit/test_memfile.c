@@ -468,16 +468,6 @@ static void low_priority(enum ns_memfile_backend be)
 Test(memfile, background_low_priority_uring, .timeout = 180) { low_priority(NS_MEMFILE_IO_URING); }
 Test(memfile, background_low_priority_threads, .timeout = 180) { low_priority(NS_MEMFILE_THREADS); }
 
-/*
- * A background loader faults the region's pages in from user space before
- * it reads (loader.c prefault()): a fault taken inside read() or io_uring
- * takes the whole mm's mmap_lock, and back to back they starved the
- * serving threads' mmap()/mprotect(). Counted with a software perf counter
- * for page faults in kernel mode, inherited by the loader threads: without
- * the prefault each of the 16,384 data pages is one; with it only the
- * restore's own few remain. Skipped where perf events are not allowed
- * (perf_event_paranoid, or valgrind, whose own faults would count).
- */
 static bool thp_always(void)
 {
 	char buf[128] = "";
@@ -491,6 +481,16 @@ static bool thp_always(void)
 	return strstr(buf, "[always]") != NULL;
 }
 
+/*
+ * A background loader faults the region's pages in from user space before
+ * it reads (loader.c prefault()): a fault taken inside read() or io_uring
+ * takes the whole mm's mmap_lock, and back to back they starved the
+ * serving threads' mmap()/mprotect(). Counted with a software perf counter
+ * for page faults in kernel mode, inherited by the loader threads: without
+ * the prefault each of the 16,384 data pages is one; with it only the
+ * restore's own few remain. Skipped where perf events are not allowed
+ * (perf_event_paranoid, or valgrind, whose own faults would count).
+ */
 static void kernel_faults(enum ns_memfile_backend be)
 {
 	const size_t size = 64u << 20, pages = size / PAGE;
